@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Deps } from './deps.js';
+import { problem } from './lib/errors.js';
+import { createRequestContext, type RequestContext } from './trpc/context.js';
+import { buildOpenApiDocument } from './trpc/openapi.js';
+import { createRestHandler } from './trpc/rest.js';
+import { appRouter } from './trpc/router.js';
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+type Env = { Variables: { requestId: string; ctx: RequestContext }; Bindings: { incoming?: { socket?: { remoteAddress?: string } } } };
+
+const swaggerDir: string = createRequire(import.meta.url)('swagger-ui-dist').getAbsoluteFSPath();
+const SWAGGER_ASSETS: Record<string, string> = {
+  'swagger-ui.css': 'text/css; charset=utf-8',
+  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+  'swagger-ui-standalone-preset.js': 'text/javascript; charset=utf-8',
+  'favicon-32x32.png': 'image/png',
+};
+const DOCS_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>budapp API</title>
+<link rel="icon" href="/docs/assets/favicon-32x32.png"><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/assets/swagger-ui-standalone-preset.js"></script>
+<script src="/docs/init.js"></script></body></html>`;
+const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: 'StandaloneLayout' });`;
+
+function clientIp(c: Context<Env>, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = c.req.header('x-forwarded-for')?.split(',')[0]?.trim();
+    if (forwarded) return forwarded;
+  }
+  return c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+}
+
+const problemJson = (c: Context<Env>, status: number, detail: string) =>
+  c.body(JSON.stringify(problem(status, detail, c.get('requestId'))), status as 400, {
+    'content-type': 'application/problem+json',
+  });
+
+export function createApp(deps: Deps) {
+  const app = new Hono<Env>();
+  const openApiDocument = buildOpenApiDocument(appRouter, VERSION);
+  const openApiJson = JSON.stringify(openApiDocument);
+  const handleRest = createRestHandler(appRouter);
+  const assetCache = new Map<string, Uint8Array<ArrayBuffer>>();
+
+  app.use(async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && SANE_REQUEST_ID.test(incoming) ? incoming : deps.ids.uuid();
+    const log = deps.log.child({ request_id: requestId });
+    c.set('requestId', requestId);
+    c.set('ctx', createRequestContext(deps, c.req.raw, { requestId, ip: clientIp(c, deps.config.trustProxy), log }));
+    const started = performance.now();
+    await next();
+    c.header('x-request-id', requestId);
+    c.header('x-content-type-options', 'nosniff');
+    log.info(
+      { method: c.req.method, path: c.req.path, status: c.res.status, duration_ms: Math.round((performance.now() - started) * 10) / 10 },
+      'request',
+    );
+  });
+
+  app.use(
+    bodyLimit({
+      maxSize: deps.config.bodyLimitBytes,
+      onError: (c) => problemJson(c as Context<Env>, 413, `The request body exceeds ${deps.config.bodyLimitBytes} bytes`),
+    }),
+  );
+
+  app.onError((err, c) => {
+    c.get('ctx')?.log.error({ err }, 'unhandled error');
+    return problemJson(c, 500, 'An internal error occurred; quote the request id when reporting it');
+  });
+  app.notFound((c) => problemJson(c, 404, `No route for ${c.req.method} ${c.req.path}`));
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+  app.get('/ready', async (c) => {
+    try {
+      await deps.database.ping();
+    } catch {
+      return problemJson(c, 503, 'The database is not reachable');
+    }
+    if (!(await deps.database.migrationsCurrent())) return problemJson(c, 503, 'Database migrations are not current');
+    return c.json({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
+  });
+  app.get('/.well-known/jwks.json', (c) => {
+    c.header('cache-control', 'public, max-age=300');
+    return c.json(deps.tokens.jwks);
+  });
+  app.get('/openapi.json', (c) => c.body(openApiJson, 200, { 'content-type': 'application/json' }));
+  app.get('/docs', (c) => c.html(DOCS_HTML));
+  app.get('/docs/init.js', (c) => c.body(DOCS_INIT, 200, { 'content-type': 'text/javascript; charset=utf-8' }));
+  app.get('/docs/assets/:file', (c) => {
+    const file = c.req.param('file');
+    const type = SWAGGER_ASSETS[file];
+    if (!type) return problemJson(c, 404, 'No such documentation asset');
+    let bytes = assetCache.get(file);
+    if (!bytes) assetCache.set(file, (bytes = new Uint8Array(readFileSync(join(swaggerDir, file)))));
+    return c.body(bytes, 200, { 'content-type': type, 'cache-control': 'public, max-age=86400' });
+  });
+
+  app.all('/trpc/*', (c) =>
+    fetchRequestHandler({
+      endpoint: '/trpc',
+      req: c.req.raw,
+      router: appRouter,
+      createContext: () => c.get('ctx'),
+    }),
+  );
+
+  app.all('*', async (c) => {
+    const response = await handleRest(c.req.raw, c.req.path, c.get('ctx'));
+    return response ?? problemJson(c, 404, `No route for ${c.req.method} ${c.req.path}`);
+  });
+
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

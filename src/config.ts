@@ -1,0 +1,150 @@
+import { z } from 'zod';
+
+/** Raised for any configuration problem; main.ts prints the message and exits without a stack trace. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+    .optional()
+    .transform((v) => (v === undefined ? fallback : v === 'true' || v === '1' || v === 'yes'));
+
+const int = (fallback: number, min: number, max: number) =>
+  z.coerce.number({ error: 'must be a number' }).int('must be an integer').min(min).max(max).default(fallback);
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+
+/**
+ * Every environment variable the service reads. The README table and .env.sample list the same names;
+ * test/config.test.ts keeps the three in step.
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(9081, 0, 65535),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: optionalText.pipe(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+      .optional(),
+  ),
+  DATABASE_POOL_SIZE: int(10, 1, 200),
+  LOG_LEVEL: z
+    .string()
+    .default('info')
+    .transform((v) => v.toLowerCase())
+    .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+  BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+  SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000),
+  TRUST_PROXY: bool(false),
+
+  JWT_ISSUER: z.string().min(1).default('budapp'),
+  JWT_AUDIENCE: z.string().min(1).default('budapp'),
+  JWT_PRIVATE_KEY: optionalText,
+  JWT_PRIVATE_KEY_FILE: optionalText,
+  ACCESS_TOKEN_TTL_SECONDS: int(900, 30, 900),
+  REFRESH_TOKEN_TTL_SECONDS: int(7 * 24 * 3600, 300, 90 * 24 * 3600),
+  TOKEN_CLOCK_SKEW_SECONDS: int(30, 0, 120),
+
+  SUPER_USER_EMAIL: z.email('must be an email address').default('admin@bud.local'),
+  SUPER_USER_PASSWORD: optionalText,
+  DEFAULT_ORGANIZATION_NAME: z.string().min(1).max(120).default('Default'),
+  APP_API_TOKEN: optionalText,
+
+  RATE_LIMIT_ENABLED: bool(true),
+  LOGIN_RATE_LIMIT_PER_IP: int(20, 1, 100_000),
+  LOGIN_RATE_LIMIT_PER_ACCOUNT: int(10, 1, 100_000),
+  LOGIN_RATE_LIMIT_WINDOW_SECONDS: int(60, 1, 86_400),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  env: Env['NODE_ENV'];
+  isProduction: boolean;
+  host: string;
+  port: number;
+  dataDir: string;
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number };
+  logLevel: Env['LOG_LEVEL'];
+  bodyLimitBytes: number;
+  shutdownTimeoutMs: number;
+  trustProxy: boolean;
+  auth: {
+    issuer: string;
+    audience: string;
+    privateKeyPem?: string;
+    privateKeyFile?: string;
+    accessTokenTtlSeconds: number;
+    refreshTokenTtlSeconds: number;
+    clockSkewSeconds: number;
+  };
+  bootstrap: { superUserEmail: string; superUserPassword?: string; defaultOrganizationName: string };
+  appApiToken?: string;
+  rateLimit: { enabled: boolean; loginPerIp: number; loginPerAccount: number; windowSeconds: number };
+}
+
+/** Parses the environment once. Throws ConfigError naming every bad variable. */
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const isProduction = e.NODE_ENV === 'production';
+  if (isProduction) {
+    const missing: string[] = [];
+    if (!e.JWT_PRIVATE_KEY && !e.JWT_PRIVATE_KEY_FILE) missing.push('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (signing key)');
+    if (!e.APP_API_TOKEN) missing.push('APP_API_TOKEN (internal service token)');
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `NODE_ENV=production refuses to start without these secrets:\n${missing.map((m) => `  ${m}`).join('\n')}`,
+      );
+    }
+    if (e.APP_API_TOKEN && e.APP_API_TOKEN.length < 32) {
+      throw new ConfigError('APP_API_TOKEN: must be at least 32 characters in production');
+    }
+  }
+  return {
+    env: e.NODE_ENV,
+    isProduction,
+    host: e.HOST,
+    port: e.PORT,
+    dataDir: e.DATA_DIR,
+    database: e.DATABASE_URL
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
+      : { kind: 'pglite', dataDir: `${e.DATA_DIR}/pglite` },
+    logLevel: e.LOG_LEVEL,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    trustProxy: e.TRUST_PROXY,
+    auth: {
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      privateKeyPem: e.JWT_PRIVATE_KEY,
+      privateKeyFile: e.JWT_PRIVATE_KEY_FILE,
+      accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+      refreshTokenTtlSeconds: e.REFRESH_TOKEN_TTL_SECONDS,
+      clockSkewSeconds: e.TOKEN_CLOCK_SKEW_SECONDS,
+    },
+    bootstrap: {
+      superUserEmail: e.SUPER_USER_EMAIL.toLowerCase(),
+      superUserPassword: e.SUPER_USER_PASSWORD,
+      defaultOrganizationName: e.DEFAULT_ORGANIZATION_NAME,
+    },
+    appApiToken: e.APP_API_TOKEN,
+    rateLimit: {
+      enabled: e.RATE_LIMIT_ENABLED,
+      loginPerIp: e.LOGIN_RATE_LIMIT_PER_IP,
+      loginPerAccount: e.LOGIN_RATE_LIMIT_PER_ACCOUNT,
+      windowSeconds: e.LOGIN_RATE_LIMIT_WINDOW_SECONDS,
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import * as schema from './schema/index.js';
+
+export type Schema = typeof schema;
+/** One type for both drivers: drizzle over PGlite and drizzle over postgres.js. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+export type Tx = PgTransaction<PgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+/** Services take whichever handle they are given and never reach for a global one. */
+export type DbOrTx = Db | Tx;
+
+export const MIGRATIONS_FOLDER = process.env.MIGRATIONS_DIR ?? fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+export type DatabaseConfig =
+  | { kind: 'pglite'; dataDir?: string; loadDataDir?: Blob }
+  | { kind: 'postgres'; url: string; poolSize: number };
+
+export interface Database {
+  db: Db;
+  kind: 'pglite' | 'postgres';
+  /** Human-readable description for the start-up log (never contains a password). */
+  describe: string;
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  migrationsCurrent(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+function expectedMigrationCount(): number {
+  const journal = JSON.parse(readFileSync(`${MIGRATIONS_FOLDER}/meta/_journal.json`, 'utf8')) as { entries: unknown[] };
+  return journal.entries.length;
+}
+
+function rowsOf(result: unknown): Record<string, unknown>[] {
+  // PGlite answers { rows }, postgres.js answers an array.
+  return Array.isArray(result) ? result : ((result as { rows: Record<string, unknown>[] }).rows ?? []);
+}
+
+export async function openDatabase(config: DatabaseConfig): Promise<Database> {
+  if (config.kind === 'postgres') {
+    const { default: postgres } = await import('postgres');
+    const { drizzle } = await import('drizzle-orm/postgres-js');
+    const { migrate } = await import('drizzle-orm/postgres-js/migrator');
+    const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
+    const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db;
+    const url = new URL(config.url);
+    return {
+      db,
+      kind: 'postgres',
+      describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize})`,
+      migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
+      ping: async () => {
+        await db.execute(sql`select 1`);
+      },
+      migrationsCurrent: () => migrationsCurrent(db),
+      close: () => client.end({ timeout: 5 }),
+    };
+  }
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  if (config.dataDir) mkdirSync(config.dataDir, { recursive: true });
+  const client = config.loadDataDir
+    ? new PGlite({ loadDataDir: config.loadDataDir })
+    : config.dataDir
+      ? new PGlite(config.dataDir)
+      : new PGlite();
+  await client.waitReady;
+  const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    describe: config.dataDir ? `PGlite (embedded) at ${config.dataDir}` : 'PGlite (embedded, in memory)',
+    migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
+    ping: async () => {
+      await db.execute(sql`select 1`);
+    },
+    migrationsCurrent: () => migrationsCurrent(db),
+    close: () => client.close(),
+  };
+}
+
+async function migrationsCurrent(db: Db): Promise<boolean> {
+  try {
+    const rows = rowsOf(await db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`));
+    return Number(rows[0]?.n ?? 0) >= expectedMigrationCount();
+  } catch {
+    return false;
+  }
+}

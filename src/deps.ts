@@ -1,0 +1,75 @@
+import type { Config } from './config.js';
+import { openDatabase, type Database, type Db } from './db/client.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import { uuidV7Generator, type IdGenerator } from './lib/ids.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { createRateLimiter, type RateLimiter } from './lib/rate-limit.js';
+import type { Cache } from './platform/cache/cache.js';
+import { createMemoryCache } from './platform/cache/memory.js';
+import { LocalTokenIssuer, loadSigningKey } from './platform/identity/local-issuer.js';
+import { createAuthenticator, type Authenticator } from './domains/auth/authenticator.js';
+
+/** Everything the service needs from the outside world, wired once by createDeps and passed down explicitly. */
+export interface Deps {
+  config: Config;
+  database: Database;
+  db: Db;
+  clock: Clock;
+  ids: IdGenerator;
+  log: Logger;
+  cache: Cache;
+  rateLimiter: RateLimiter;
+  tokens: LocalTokenIssuer;
+  authenticator: Authenticator;
+}
+
+export interface DepsOverrides {
+  database?: Database;
+  clock?: Clock;
+  log?: Logger;
+  cache?: Cache;
+}
+
+export async function createDeps(config: Config, overrides: DepsOverrides = {}): Promise<Deps> {
+  const clock = overrides.clock ?? systemClock;
+  const log = overrides.log ?? createLogger(config.logLevel);
+  const database =
+    overrides.database ??
+    (await openDatabase(
+      config.database.kind === 'postgres'
+        ? config.database
+        : { kind: 'pglite', dataDir: config.database.dataDir },
+    ));
+  const cache = overrides.cache ?? createMemoryCache(clock);
+  const signingKey = await loadSigningKey({
+    privateKeyPem: config.auth.privateKeyPem,
+    privateKeyFile: config.auth.privateKeyFile,
+    dataDir: config.dataDir,
+  });
+  const tokens = new LocalTokenIssuer(signingKey, config.auth, clock);
+  const partial = {
+    config,
+    database,
+    db: database.db,
+    clock,
+    ids: uuidV7Generator(clock),
+    log,
+    cache,
+    rateLimiter: createRateLimiter(cache, config.rateLimit.enabled),
+    tokens,
+  };
+  const deps: Deps = { ...partial, authenticator: createAuthenticator(partial) };
+  log.info({ adapter: 'database', implementation: database.describe }, 'adapter selected');
+  log.info({ adapter: 'identity', implementation: `local issuer (EdDSA, kid ${signingKey.kid}, key from ${signingKey.origin})` }, 'adapter selected');
+  log.info({ adapter: 'cache', implementation: cache.kind }, 'adapter selected');
+  log.info(
+    { adapter: 'rate_limit', implementation: config.rateLimit.enabled ? `fixed window over ${cache.kind}` : 'disabled (RATE_LIMIT_ENABLED=false)' },
+    'adapter selected',
+  );
+  return deps;
+}
+
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.cache.close();
+  await deps.database.close();
+}

@@ -1,0 +1,121 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import { refreshTokens } from '../../db/schema/auth.js';
+import { users, type UserRow } from '../../db/schema/users.js';
+import { AppError, notFound } from '../../lib/errors.js';
+import { dummyPasswordHash, verifyPassword } from '../../lib/passwords.js';
+import { permissionsOf } from '../../lib/permissions.js';
+import { getOrganization } from '../organizations/service.js';
+import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
+import { toOrganizationDto } from '../organizations/schemas.js';
+import { toUserDto } from '../users/schemas.js';
+import type { LoginInput, RefreshInput, TokenResponse } from './schemas.js';
+
+const INVALID_LOGIN = 'Invalid email or password';
+const INVALID_REFRESH = 'Invalid or expired refresh token';
+
+export const hashRefreshToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** Issues an access token and a new refresh token in the given family (a new family on login). */
+async function issueTokens(ctx: ServiceCtx, user: UserRow, familyId: string): Promise<TokenResponse> {
+  const { config } = ctx.deps;
+  const refreshToken = `rt_${randomBytes(32).toString('base64url')}`;
+  const now = ctx.clock.now();
+  await ctx.db.insert(refreshTokens).values({
+    id: ctx.ids.uuid(),
+    familyId,
+    userId: user.id,
+    tokenHash: hashRefreshToken(refreshToken),
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + config.auth.refreshTokenTtlSeconds * 1000),
+  });
+  const access = await ctx.deps.tokens.issue({ sub: user.id, org: user.organizationId, jti: ctx.ids.uuid() });
+  return {
+    access_token: access.token,
+    refresh_token: refreshToken,
+    token_type: 'Bearer',
+    expires_in: access.expiresIn,
+    refresh_expires_in: config.auth.refreshTokenTtlSeconds,
+    user: toUserDto(user),
+  };
+}
+
+export async function login(ctx: ServiceCtx, input: LoginInput): Promise<TokenResponse> {
+  const { rateLimit } = ctx.deps.config;
+  await ctx.deps.rateLimiter.hit([
+    { rule: { name: 'login:ip', limit: rateLimit.loginPerIp, windowSeconds: rateLimit.windowSeconds }, key: ctx.ip },
+    { rule: { name: 'login:account', limit: rateLimit.loginPerAccount, windowSeconds: rateLimit.windowSeconds }, key: input.email },
+  ]);
+  const [user] = await ctx.db.select().from(users).where(sql`lower(${users.email}) = ${input.email}`);
+  // Unknown accounts and accounts without a password still pay for a hash check: same answer, similar time.
+  const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? (await dummyPasswordHash()));
+  if (!user || !user.passwordHash || !passwordOk) {
+    ctx.log.info({ event: 'login_failed', reason: user ? 'bad_password' : 'unknown_email' }, 'login failed');
+    throw new AppError('UNAUTHENTICATED', INVALID_LOGIN);
+  }
+  if (user.status !== 'active') {
+    // Only someone who knows the password learns that the account is deactivated.
+    ctx.log.info({ event: 'login_failed', reason: 'deactivated', user_id: user.id }, 'login failed');
+    throw new AppError('FORBIDDEN', 'This account is deactivated');
+  }
+  const tokens = await issueTokens(ctx, user, ctx.ids.uuid());
+  ctx.log.info({ event: 'login', user_id: user.id }, 'login succeeded');
+  return tokens;
+}
+
+export async function refresh(ctx: ServiceCtx, input: RefreshInput): Promise<TokenResponse> {
+  const tokenHash = hashRefreshToken(input.refresh_token);
+  const now = ctx.clock.now();
+  const outcome = await inTransaction(ctx, async (tx) => {
+    const [row] = await tx.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash)).for('update');
+    if (!row || row.revokedAt || row.expiresAt <= now) return { kind: 'invalid' as const };
+    if (row.usedAt) {
+      // A rotated token came back: someone holds a copy. Revoke the whole family.
+      await tx.db
+        .update(refreshTokens)
+        .set({ revokedAt: now, revokedReason: 'reuse_detected' })
+        .where(and(eq(refreshTokens.familyId, row.familyId), isNull(refreshTokens.revokedAt)));
+      return { kind: 'reuse' as const, row };
+    }
+    const [user] = await tx.db.select().from(users).where(eq(users.id, row.userId));
+    if (!user || user.status !== 'active') return { kind: 'invalid' as const };
+    await tx.db.update(refreshTokens).set({ usedAt: now }).where(eq(refreshTokens.id, row.id));
+    return { kind: 'ok' as const, tokens: await issueTokens(tx, user, row.familyId) };
+  });
+  if (outcome.kind === 'ok') return outcome.tokens;
+  if (outcome.kind === 'reuse') {
+    ctx.log.warn(
+      { event: 'refresh_reuse_detected', user_id: outcome.row.userId, family_id: outcome.row.familyId },
+      'refresh token reuse detected; token family revoked',
+    );
+  }
+  throw new AppError('UNAUTHENTICATED', INVALID_REFRESH);
+}
+
+export async function logout(ctx: ActorCtx, input: RefreshInput) {
+  const [row] = await ctx.db
+    .select({ familyId: refreshTokens.familyId, userId: refreshTokens.userId })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, hashRefreshToken(input.refresh_token)));
+  if (row && row.userId === ctx.actor.userId) {
+    await ctx.db
+      .update(refreshTokens)
+      .set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
+      .where(and(eq(refreshTokens.familyId, row.familyId), isNull(refreshTokens.revokedAt)));
+  }
+  await ctx.deps.authenticator.denyToken(ctx.actor.jti, ctx.actor.exp);
+  ctx.log.info({ event: 'logout', user_id: ctx.actor.userId }, 'logged out');
+  return { logged_out: true as const };
+}
+
+export async function me(ctx: ActorCtx) {
+  const [user] = await ctx.db.select().from(users).where(eq(users.id, ctx.actor.userId));
+  const org = await getOrganization(ctx, ctx.actor.organizationId);
+  if (!user || !org) throw notFound('user');
+  return {
+    user: toUserDto(user),
+    organization: toOrganizationDto(org),
+    role: user.role,
+    permissions: permissionsOf(user.role),
+  };
+}

@@ -1,0 +1,29 @@
+import type { DbOrTx } from '../db/client.js';
+import type { Deps } from '../deps.js';
+import type { Clock } from '../lib/clock.js';
+import type { IdGenerator } from '../lib/ids.js';
+import type { Logger } from '../lib/logger.js';
+import type { Principal } from './auth/authenticator.js';
+
+/**
+ * What a service function receives instead of globals: the db handle to use (the pool or an open
+ * transaction), the clock, ids, the acting principal and request facts for logs and audit.
+ */
+export interface ServiceCtx {
+  db: DbOrTx;
+  clock: Clock;
+  ids: IdGenerator;
+  log: Logger;
+  deps: Deps;
+  actor: Principal | null;
+  requestId: string;
+  ip: string;
+  userAgent: string;
+}
+
+export type ActorCtx = ServiceCtx & { actor: Principal };
+
+/** Runs fn in a transaction; the ctx it receives carries the transaction as its db handle. */
+export function inTransaction<C extends ServiceCtx, T>(ctx: C, fn: (tx: C) => Promise<T>): Promise<T> {
+  return ctx.db.transaction((db) => fn({ ...ctx, db }));
+}

@@ -1,0 +1,160 @@
+import { and, count, desc, eq, ilike, inArray, isNull, lt, ne, or, sql, type SQL } from 'drizzle-orm';
+import { refreshTokens } from '../../db/schema/auth.js';
+import { organizations } from '../../db/schema/organizations.js';
+import { users, type Role, type UserRow } from '../../db/schema/users.js';
+import { AppError, badField, conflict, forbidden, notFound } from '../../lib/errors.js';
+import { decodeCursor, toPage } from '../../lib/pagination.js';
+import { hashPassword, passwordProblem } from '../../lib/passwords.js';
+import { permissionsOf, ROLE_RANK } from '../../lib/permissions.js';
+import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
+import { toUserDto, type CreateUserInput, type ListUsersInput, type UpdateUserInput } from './schemas.js';
+
+const isSuperAdmin = (ctx: ActorCtx) => ctx.actor.role === 'super_admin';
+
+/** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
+export const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** A user the actor may see: same organisation, or any organisation for a super admin. Otherwise 404. */
+async function findVisibleUser(ctx: ActorCtx, id: string, lock = false): Promise<UserRow> {
+  const scope = isSuperAdmin(ctx) ? eq(users.id, id) : and(eq(users.id, id), eq(users.organizationId, ctx.actor.organizationId));
+  const query = ctx.db.select().from(users).where(scope);
+  const [row] = lock ? await query.for('update') : await query;
+  if (!row) throw notFound('user');
+  return row;
+}
+
+export async function getUser(ctx: ActorCtx, id: string) {
+  return toUserDto(await findVisibleUser(ctx, id));
+}
+
+export async function listUsers(ctx: ActorCtx, input: ListUsersInput) {
+  if (input.organization_id && !isSuperAdmin(ctx)) {
+    throw badField('organization_id', 'only super admins may list another organisation');
+  }
+  const after = decodeCursor(input.cursor);
+  const filters: (SQL | undefined)[] = [
+    eq(users.organizationId, input.organization_id ?? ctx.actor.organizationId),
+    input.role ? eq(users.role, input.role) : undefined,
+    input.status ? eq(users.status, input.status) : undefined,
+    input.search ? or(ilike(users.name, likePattern(input.search)), ilike(users.email, likePattern(input.search))) : undefined,
+    after ? lt(users.id, after) : undefined,
+  ];
+  const rows = await ctx.db
+    .select()
+    .from(users)
+    .where(and(...filters))
+    .orderBy(desc(users.id))
+    .limit(input.limit + 1);
+  return toPage(rows, input.limit, toUserDto);
+}
+
+function assertMayGrant(ctx: ActorCtx, role: Role, field = 'role') {
+  if (ROLE_RANK[role] > ROLE_RANK[ctx.actor.role]) {
+    throw new AppError('FORBIDDEN', `You cannot grant the role ${role}, which is above your own`, {
+      errors: [{ field, message: 'above your own role' }],
+    });
+  }
+}
+
+export async function createUser(ctx: ActorCtx, input: CreateUserInput) {
+  if (input.organization_id && !isSuperAdmin(ctx)) {
+    throw badField('organization_id', 'only super admins may create users in another organisation');
+  }
+  assertMayGrant(ctx, input.role);
+  if (input.password !== undefined) {
+    const problem = passwordProblem(input.password, input.email);
+    if (problem) throw badField('password', problem);
+  }
+  const organizationId = input.organization_id ?? ctx.actor.organizationId;
+  const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
+  return inTransaction(ctx, async (tx) => {
+    const [org] = await tx.db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, organizationId));
+    if (!org) throw notFound('organization');
+    const [clash] = await tx.db.select({ id: users.id }).from(users).where(sql`lower(${users.email}) = ${input.email}`);
+    if (clash) throw conflict('A user with this email already exists');
+    const now = ctx.clock.now();
+    const [row] = await tx.db
+      .insert(users)
+      .values({
+        id: ctx.ids.uuid(),
+        email: input.email,
+        name: input.name,
+        organizationId,
+        role: input.role,
+        status: passwordHash ? 'active' : 'invited',
+        passwordHash,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .returning();
+    return toUserDto(row!);
+  });
+}
+
+/** Serialises admin-count checks per organisation, so two concurrent demotions cannot both pass. */
+async function assertNotLastAdmin(ctx: ActorCtx, target: UserRow) {
+  await ctx.db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, target.organizationId)).for('update');
+  const [row] = await ctx.db
+    .select({ n: count() })
+    .from(users)
+    .where(
+      and(
+        eq(users.organizationId, target.organizationId),
+        inArray(users.role, ['admin', 'super_admin']),
+        eq(users.status, 'active'),
+        ne(users.id, target.id),
+      ),
+    );
+  if ((row?.n ?? 0) === 0) throw conflict('This is the last admin of the organisation; appoint another admin first');
+}
+
+async function revokeSessions(ctx: ServiceCtx, userId: string) {
+  await ctx.db
+    .update(refreshTokens)
+    .set({ revokedAt: ctx.clock.now(), revokedReason: 'user_deactivated' })
+    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
+}
+
+export async function updateUser(ctx: ActorCtx, input: UpdateUserInput) {
+  const result = await inTransaction(ctx, async (tx) => {
+    const target = await findVisibleUser(tx, input.id, true);
+    if (ROLE_RANK[target.role] > ROLE_RANK[ctx.actor.role]) throw forbidden('You cannot modify a user whose role is above your own');
+    const patch: Partial<UserRow> = {};
+    if (input.name !== undefined && input.name !== target.name) patch.name = input.name;
+    if (input.role !== undefined && input.role !== target.role) {
+      assertMayGrant(ctx, input.role);
+      patch.role = input.role;
+    }
+    if (input.is_active !== undefined && input.is_active !== target.isActive) {
+      if (!input.is_active && target.id === ctx.actor.userId) {
+        throw new AppError('CONFLICT', 'You cannot deactivate yourself', { errors: [{ field: 'is_active', message: 'cannot deactivate yourself' }] });
+      }
+      patch.status = input.is_active ? (target.passwordHash ? 'active' : 'invited') : 'deactivated';
+      patch.deactivatedAt = input.is_active ? null : ctx.clock.now();
+    }
+    const losesAdmin =
+      (target.role === 'admin' || target.role === 'super_admin') &&
+      target.status === 'active' &&
+      ((patch.role && patch.role !== 'admin' && patch.role !== 'super_admin') || patch.status === 'deactivated');
+    if (losesAdmin) await assertNotLastAdmin(tx, target);
+    if (Object.keys(patch).length === 0) return { row: target, changed: false };
+    const [row] = await tx.db
+      .update(users)
+      .set({ ...patch, updatedAt: ctx.clock.now() })
+      .where(eq(users.id, target.id))
+      .returning();
+    if (patch.status === 'deactivated') await revokeSessions(tx, target.id);
+    return { row: row!, changed: true };
+  });
+  if (result.changed) await ctx.deps.authenticator.forgetUser(result.row.id);
+  return toUserDto(result.row);
+}
+
+export async function deactivateUser(ctx: ActorCtx, id: string) {
+  return updateUser(ctx, { id, is_active: false });
+}
+
+export async function userRoles(ctx: ActorCtx, id: string) {
+  const target = await findVisibleUser(ctx, id);
+  return { user_id: target.id, role: target.role, permissions: permissionsOf(target.role), project_memberships: [] };
+}

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { badField } from './errors.js';
+
+export const pageInput = {
+  limit: z.coerce.number().int().min(1).max(100).default(20).describe('Page size, 1–100 (default 20)'),
+  cursor: z.string().max(200).optional().describe('Opaque cursor from the previous page’s next_cursor'),
+};
+
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+
+const CURSOR_PREFIX = 'v1:';
+
+/** Cursors are opaque to clients: base64url of a versioned last-seen key. */
+export function encodeCursor(lastId: string): string {
+  return Buffer.from(CURSOR_PREFIX + lastId).toString('base64url');
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const id = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
+  if (!UUID_RE.test(id)) throw badField('cursor', 'not a cursor returned by this API');
+  return id;
+}
+
+/** Callers fetch limit + 1 rows; this trims the extra one and derives next_cursor from the last item. */
+export function toPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
+  const hasMore = rows.length > limit;
+  const page = hasMore ? rows.slice(0, limit) : rows;
+  return { items: page.map(map), next_cursor: hasMore ? encodeCursor(page[page.length - 1]!.id) : null };
+}

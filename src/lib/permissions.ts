@@ -1,0 +1,73 @@
+import type { Role } from '../db/schema/users.js';
+
+/**
+ * The permission matrix: the single source of truth for every authorisation check in the service.
+ * docs/permissions.md renders this table; test/permissions.test.ts keeps the two in step.
+ */
+export const PERMISSIONS = [
+  'organization:view',
+  'organization:manage',
+  'user:view',
+  'user:manage',
+  'project:view',
+  'project:manage',
+  'model:view',
+  'model:manage',
+  'endpoint:view',
+  'endpoint:manage',
+  'cluster:view',
+  'cluster:manage',
+  'credential:view',
+  'credential:manage',
+  'audit:view',
+  'billing:view',
+  'billing:manage',
+] as const;
+
+export type Permission = (typeof PERMISSIONS)[number];
+
+const ORG_ADMIN: Permission[] = PERMISSIONS.filter((p) => !p.startsWith('organization:'));
+
+export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  super_admin: PERMISSIONS,
+  admin: ORG_ADMIN,
+  devops: [
+    'user:view',
+    'project:view',
+    'model:view',
+    'model:manage',
+    'endpoint:view',
+    'endpoint:manage',
+    'cluster:view',
+    'cluster:manage',
+    'credential:view',
+    'credential:manage',
+    'billing:view',
+  ],
+  developer: [
+    'user:view',
+    'project:view',
+    'project:manage',
+    'model:view',
+    'endpoint:view',
+    'endpoint:manage',
+    'cluster:view',
+    'credential:view',
+  ],
+  tester: ['user:view', 'project:view', 'model:view', 'endpoint:view', 'cluster:view'],
+};
+
+/** Higher rank may grant and manage lower or equal ranks; nobody grants a role above their own. */
+export const ROLE_RANK: Record<Role, number> = { super_admin: 5, admin: 4, devops: 3, developer: 2, tester: 1 };
+
+const ROLE_SETS = new Map<Role, ReadonlySet<Permission>>(
+  (Object.keys(ROLE_PERMISSIONS) as Role[]).map((r) => [r, new Set(ROLE_PERMISSIONS[r])]),
+);
+
+export function roleHas(role: Role, permission: Permission): boolean {
+  return ROLE_SETS.get(role)?.has(permission) ?? false;
+}
+
+export function permissionsOf(role: Role): Permission[] {
+  return [...ROLE_PERMISSIONS[role]];
+}

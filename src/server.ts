@@ -1,0 +1,58 @@
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import { bootstrap } from './bootstrap.js';
+import type { Config } from './config.js';
+import { closeDeps, createDeps, type Deps, type DepsOverrides } from './deps.js';
+
+export interface RunningServer {
+  deps: Deps;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
+  stop(): Promise<void>;
+}
+
+/** Composition root: deps → migrations → first-start bootstrap → HTTP server. */
+export async function startServer(config: Config, overrides: DepsOverrides = {}): Promise<RunningServer> {
+  const deps = await createDeps(config, overrides);
+  await deps.database.migrate();
+  const boot = await bootstrap(deps);
+  if (boot.generatedPassword) {
+    process.stdout.write(
+      `\n  First start: super admin ${config.bootstrap.superUserEmail} created with the generated password\n\n` +
+        `      ${boot.generatedPassword}\n\n  It is shown only this once. Set SUPER_USER_PASSWORD to choose it yourself.\n\n`,
+    );
+  }
+  const app = createApp(deps);
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+  });
+  const port = (server.address() as AddressInfo).port;
+  deps.log.info({ port, host: config.host }, `budapp listening on http://${config.host}:${port}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    deps,
+    port,
+    stop() {
+      stopping ??= (async () => {
+        deps.log.info('shutting down: no new connections, finishing in-flight requests');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            deps.log.warn({ timeout_ms: config.shutdownTimeoutMs }, 'shutdown timeout reached; closing remaining connections');
+            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }, config.shutdownTimeoutMs);
+          timer.unref();
+          server.close(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+          (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        });
+        await closeDeps(deps);
+        deps.log.info('shutdown complete');
+      })();
+      return stopping;
+    },
+  };
+}

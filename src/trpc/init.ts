@@ -1,0 +1,34 @@
+import { initTRPC } from '@trpc/server';
+import type { OpenApiMeta } from 'trpc-to-openapi';
+import type { Permission } from '../lib/permissions.js';
+import type { RequestContext } from './context.js';
+import { resolveProblem } from './errors.js';
+
+export type Access = { kind: 'public' } | { kind: 'authenticated' } | { kind: 'permission'; permission: Permission };
+
+export type Meta = OpenApiMeta<{
+  /** Who may call the procedure; the REST layer and the OpenAPI document read it too. */
+  access?: Access;
+  /** HTTP status of a successful REST response (default 200). */
+  successStatus?: 200 | 201 | 202;
+  /** Error statuses this operation can answer besides the ones implied by its access and input. */
+  errors?: number[];
+}>;
+
+export const t = initTRPC
+  .context<RequestContext>()
+  .meta<Meta>()
+  .create({
+    isDev: false,
+    errorFormatter({ shape, error, ctx }) {
+      const { problem } = resolveProblem(error, ctx?.requestId ?? 'unknown', ctx?.log);
+      return {
+        message: problem.detail,
+        code: shape.code,
+        data: { code: shape.data.code, httpStatus: problem.status, path: shape.data.path, problem },
+      };
+    },
+  });
+
+export const router = t.router;
+export const createCallerFactory = t.createCallerFactory;

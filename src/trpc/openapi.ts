@@ -1,0 +1,119 @@
+import type { AnyRouter } from '@trpc/server';
+import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
+import { PROBLEM_TITLES } from '../lib/errors.js';
+import { collectRestRoutes } from './rest.js';
+
+type Json = Record<string, any>;
+
+const problemSchema = {
+  type: 'object',
+  description: 'RFC 9457 problem details',
+  required: ['type', 'title', 'status', 'detail', 'request_id'],
+  properties: {
+    type: { type: 'string', description: 'Problem type URI' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    request_id: { type: 'string', description: 'Echo of the x-request-id response header' },
+    errors: {
+      type: 'array',
+      description: 'Per-field validation errors',
+      items: {
+        type: 'object',
+        required: ['field', 'message'],
+        properties: { field: { type: 'string' }, message: { type: 'string' }, code: { type: 'string' } },
+      },
+    },
+  },
+};
+
+const problemResponse = (status: number) => ({
+  description: PROBLEM_TITLES[status] ?? 'Error',
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+  ...(status === 429 ? { headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds to wait' } } } : {}),
+});
+
+/** Operations served by plain Hono routes, documented by hand so the document stays complete. */
+const handWrittenPaths: Json = {
+  '/health': {
+    get: {
+      operationId: 'health',
+      summary: 'Liveness: the process is up',
+      tags: ['operations'],
+      security: [],
+      responses: { 200: { description: 'Alive', content: { 'application/json': { schema: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } } },
+    },
+  },
+  '/ready': {
+    get: {
+      operationId: 'ready',
+      summary: 'Readiness: the database is reachable and migrations are current',
+      tags: ['operations'],
+      security: [],
+      responses: {
+        200: { description: 'Ready', content: { 'application/json': { schema: { type: 'object', properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } } } } } } },
+        503: { $ref: '#/components/responses/Problem503' },
+      },
+    },
+  },
+  '/.well-known/jwks.json': {
+    get: {
+      operationId: 'jwks',
+      summary: 'Public keys that verify access tokens of the embedded identity provider',
+      tags: ['auth'],
+      security: [],
+      responses: { 200: { description: 'JSON Web Key Set', content: { 'application/json': { schema: { type: 'object', properties: { keys: { type: 'array', items: { type: 'object' } } } } } } } },
+    },
+  },
+};
+
+/**
+ * The library derives paths, parameters and schemas from the router; we then replace its error responses
+ * with our problem+json ones, set the real success status, and record the permission each operation needs
+ * (x-permission), which the isolation tests read.
+ */
+export function buildOpenApiDocument(appRouter: AnyRouter, version: string): OpenAPIObject {
+  const doc = generateOpenApiDocument(appRouter, {
+    title: 'budapp',
+    description:
+      'Core API of Bud AI Foundry. JSON fields are snake_case; lists use ?limit and ?cursor; errors are RFC 9457 problem+json.',
+    version,
+    baseUrl: '/',
+    securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+  }) as Json;
+
+  const statuses = new Set<number>([500, 503]);
+  for (const route of collectRestRoutes(appRouter)) {
+    const op = doc.paths[route.path][route.method.toLowerCase()];
+    const access = route.meta.access ?? { kind: 'public' };
+    const errors = new Set<number>([500]);
+    const hasInput = 'parameters' in op || 'requestBody' in op;
+    if (hasInput || route.paramNames.length > 0) errors.add(400);
+    if (access.kind !== 'public') errors.add(401);
+    if (access.kind === 'permission') errors.add(403);
+    if (route.paramNames.length > 0) errors.add(404);
+    if ('requestBody' in op) {
+      errors.add(413);
+      errors.add(415);
+    }
+    for (const s of route.meta.errors ?? []) errors.add(s);
+
+    const success = String(route.meta.successStatus ?? 200);
+    const ok = op.responses['200'];
+    op.responses = { [success]: ok };
+    for (const s of [...errors].sort()) {
+      statuses.add(s);
+      op.responses[s] = { $ref: `#/components/responses/Problem${s}` };
+    }
+    if (access.kind === 'public') op.security = [];
+    op['x-permission'] = access.kind === 'permission' ? access.permission : access.kind;
+  }
+
+  doc.paths = { ...handWrittenPaths, ...doc.paths };
+  doc.components ??= {};
+  const schemas = Object.entries((doc.components.schemas ?? {}) as Json).filter(([name]) => !name.startsWith('error.'));
+  doc.components.schemas = { ...Object.fromEntries(schemas), Problem: problemSchema };
+  doc.components.responses = Object.fromEntries([...statuses].sort().map((s) => [`Problem${s}`, problemResponse(s)]));
+  doc.servers = [{ url: '/' }];
+  return doc as OpenAPIObject;
+}

@@ -1,0 +1,150 @@
+import type { AnyProcedure, AnyRouter } from '@trpc/server';
+import { createCallerFactory } from './init.js';
+import type { Meta } from './init.js';
+import type { RequestContext } from './context.js';
+import { problem } from '../lib/errors.js';
+import { resolveProblem } from './errors.js';
+
+export interface RestRoute {
+  method: string;
+  /** The OpenAPI path template, e.g. /users/{id}. */
+  path: string;
+  procedurePath: string;
+  meta: Meta;
+  regex: RegExp;
+  paramNames: string[];
+  /** Literal segments rank before parameters: /models/leaderboard wins over /models/{id}. */
+  rank: number[];
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** Reads every procedure that carries openapi meta, once, into a table ranked for matching. */
+export function collectRestRoutes(appRouter: AnyRouter): RestRoute[] {
+  const routes: RestRoute[] = [];
+  const procedures = appRouter._def.procedures as Record<string, AnyProcedure>;
+  for (const [procedurePath, procedure] of Object.entries(procedures)) {
+    const meta = procedure._def.meta as Meta | undefined;
+    const openapi = meta?.openapi;
+    if (!openapi || openapi.enabled === false) continue;
+    const segments = openapi.path.split('/').filter(Boolean);
+    const paramNames: string[] = [];
+    const pattern = segments
+      .map((s) => {
+        const m = s.match(/^\{(\w+)\}$/);
+        if (m) {
+          paramNames.push(m[1]!);
+          return '/([^/]+)';
+        }
+        return `/${s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
+      })
+      .join('');
+    routes.push({
+      method: openapi.method,
+      path: openapi.path,
+      procedurePath,
+      meta: meta!,
+      regex: new RegExp(`^${pattern || '/'}$`),
+      paramNames,
+      rank: segments.map((s) => (s.startsWith('{') ? 1 : 0)),
+    });
+  }
+  const cmp = (a: number[], b: number[]) => {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+    return 0;
+  };
+  return routes.sort((a, b) => cmp(a.rank, b.rank));
+}
+
+type CallerFn = (input: unknown) => Promise<unknown>;
+
+function json(body: unknown, status: number, headers: Record<string, string> = {}) {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+function problemResponse(status: number, detail: string, requestId: string, headers: Record<string, string> = {}) {
+  return new Response(JSON.stringify(problem(status, detail, requestId)), {
+    status,
+    headers: { 'content-type': 'application/problem+json', ...headers },
+  });
+}
+
+/**
+ * REST transport for the tRPC router, built once: the route table is compiled at start-up and each request
+ * costs one regex scan plus a direct procedure call. trpc-to-openapi still generates the OpenAPI document
+ * from the same meta, so the two cannot drift apart.
+ */
+export function createRestHandler(appRouter: AnyRouter) {
+  const routes = collectRestRoutes(appRouter);
+  const createCaller = createCallerFactory(appRouter);
+
+  return async function handleRest(req: Request, pathname: string, ctx: RequestContext): Promise<Response | undefined> {
+    const path = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
+    let route: RestRoute | undefined;
+    let match: RegExpExecArray | null = null;
+    const allowed: string[] = [];
+    for (const r of routes) {
+      const m = r.regex.exec(path);
+      if (!m) continue;
+      if (r.method === req.method) {
+        route = r;
+        match = m;
+        break;
+      }
+      allowed.push(r.method);
+    }
+    if (!route || !match) {
+      if (allowed.length === 0) return undefined;
+      return problemResponse(405, `Method ${req.method} is not allowed on ${path}`, ctx.requestId, {
+        allow: [...new Set(allowed)].join(', '),
+      });
+    }
+
+    const input: Record<string, unknown> = {};
+    if (BODY_METHODS.has(route.method)) {
+      const text = await req.text();
+      if (text.trim() !== '') {
+        const type = req.headers.get('content-type') ?? '';
+        if (!/^application\/(.+\+)?json\b/i.test(type)) {
+          return problemResponse(415, 'Request bodies must be application/json', ctx.requestId);
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          return problemResponse(400, 'The request body is not valid JSON', ctx.requestId);
+        }
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+          return problemResponse(400, 'The request body must be a JSON object', ctx.requestId);
+        }
+        Object.assign(input, body);
+      }
+    } else {
+      const query = new URL(req.url).searchParams;
+      for (const key of new Set(query.keys())) {
+        const values = query.getAll(key);
+        input[key] = values.length === 1 ? values[0] : values;
+      }
+    }
+    for (let i = 0; i < route.paramNames.length; i++) {
+      const raw = match[i + 1]!;
+      try {
+        input[route.paramNames[i]!] = decodeURIComponent(raw);
+      } catch {
+        input[route.paramNames[i]!] = raw;
+      }
+    }
+
+    try {
+      const caller = createCaller(ctx) as unknown as Record<string, unknown>;
+      const fn = route.procedurePath.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as CallerFn;
+      const output = await fn(input);
+      return json(output, route.meta.successStatus ?? 200);
+    } catch (err) {
+      const resolved = resolveProblem(err, ctx.requestId, ctx.log);
+      const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+      if (resolved.retryAfterSeconds !== undefined) headers['retry-after'] = String(resolved.retryAfterSeconds);
+      return new Response(JSON.stringify(resolved.problem), { status: resolved.problem.status, headers });
+    }
+  };
+}
