@@ -1,7 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { loadEd25519Key } from '../keys/ed25519.js';
 import { AppError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 
@@ -16,13 +15,6 @@ export interface AccessClaims {
   org: string;
 }
 
-export interface SigningKeySource {
-  privateKeyPem?: string;
-  privateKeyFile?: string;
-  /** Where the embedded default keeps its generated key. */
-  dataDir: string;
-}
-
 export interface SigningKey {
   privateKey: KeyObject;
   publicKey: KeyObject;
@@ -31,41 +23,17 @@ export interface SigningKey {
   origin: string;
 }
 
-/** Loads the Ed25519 signing key from env or file, or generates one once under DATA_DIR (mode 0600). */
-export async function loadSigningKey(source: SigningKeySource): Promise<SigningKey> {
-  let pem: string;
-  let origin: string;
-  if (source.privateKeyPem) {
-    pem = source.privateKeyPem.replace(/\\n/g, '\n');
-    origin = 'JWT_PRIVATE_KEY';
-  } else if (source.privateKeyFile) {
-    pem = readFileSync(source.privateKeyFile, 'utf8');
-    origin = source.privateKeyFile;
-  } else {
-    const dir = join(source.dataDir, 'keys');
-    const file = join(dir, 'jwt-signing-ed25519.pem');
-    if (!existsSync(file)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const { privateKey } = generateKeyPairSync('ed25519');
-      writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-    }
-    chmodSync(file, 0o600);
-    pem = readFileSync(file, 'utf8');
-    origin = file;
-  }
-  let privateKey: KeyObject;
-  try {
-    privateKey = createPrivateKey(pem);
-  } catch {
-    throw new Error(`signing key from ${origin} is not a PEM private key`);
-  }
-  if (privateKey.asymmetricKeyType !== 'ed25519') {
-    throw new Error(`signing key from ${origin} must be an Ed25519 key, got ${privateKey.asymmetricKeyType}`);
-  }
-  const publicKey = createPublicKey(privateKey);
-  const jwk = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(jwk);
-  return { privateKey, publicKey, kid, publicJwk: { ...jwk, kid, alg: ALG, use: 'sig' }, origin };
+/** The access-token signing key: JWT_PRIVATE_KEY(_FILE), or generated once under DATA_DIR/keys. */
+export async function loadSigningKey(source: { privateKeyPem?: string; privateKeyFile?: string; dataDir: string }): Promise<SigningKey> {
+  const key = await loadEd25519Key({
+    pem: source.privateKeyPem,
+    file: source.privateKeyFile,
+    dataDir: source.dataDir,
+    fileName: 'jwt-signing-ed25519.pem',
+    envName: 'JWT_PRIVATE_KEY',
+  });
+  const kid = key.thumbprint;
+  return { privateKey: key.privateKey, publicKey: key.publicKey, kid, publicJwk: { ...key.publicJwk, kid, alg: ALG, use: 'sig' }, origin: key.origin };
 }
 
 export interface LocalIssuerOptions {
