@@ -5,7 +5,12 @@ import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Deps } from './deps.js';
-import { problem } from './lib/errors.js';
+import { AppError, fieldErrorsFromIssues, forbidden, problem } from './lib/errors.js';
+import { roleHas } from './lib/permissions.js';
+import { ExportInput, exportAudit } from './domains/audit/export.js';
+import { serviceCtxFor } from './domains/service-ctx.js';
+import { problemResponse } from './trpc/errors.js';
+import { recordAccessDenied } from './trpc/procedures.js';
 import { createRequestContext, type RequestContext } from './trpc/context.js';
 import { buildOpenApiDocument } from './trpc/openapi.js';
 import { createRestHandler } from './trpc/rest.js';
@@ -116,6 +121,36 @@ export function createApp(deps: Deps) {
       createContext: () => c.get('ctx'),
     }),
   );
+
+  app.get('/audit/export', async (c) => {
+    const ctx = c.get('ctx');
+    try {
+      const principal = await deps.authenticator.authenticate(ctx.authorization);
+      const svc = { ...serviceCtxFor(ctx, principal), actor: principal };
+      if (!roleHas(principal.role, 'audit:view')) {
+        await recordAccessDenied(svc, 'audit:view', 'audit.export');
+        throw forbidden();
+      }
+      const query = Object.fromEntries(new URL(c.req.url).searchParams);
+      const parsed = ExportInput.safeParse(query);
+      if (!parsed.success) {
+        const errors = fieldErrorsFromIssues(parsed.error.issues);
+        throw new AppError('BAD_REQUEST', `Invalid input: ${errors.map((e) => e.field).join(', ')}`, { errors });
+      }
+      const result = await exportAudit(svc, parsed.data);
+      const headers: Record<string, string> = {
+        'content-type': result.contentType,
+        'content-disposition': `attachment; filename="${result.filename}"`,
+        'cache-control': 'no-store',
+      };
+      if (result.checkpoint) {
+        headers['x-audit-checkpoint'] = `${result.checkpoint.chainId};seq=${result.checkpoint.seq};hash=${result.checkpoint.headHash};key=${result.checkpoint.keyId};sig=${result.checkpoint.signature}`;
+      }
+      return new Response(result.stream, { status: 200, headers });
+    } catch (err) {
+      return problemResponse(err, ctx.requestId, ctx.log);
+    }
+  });
 
   app.all('*', async (c) => {
     const response = await handleRest(c.req.raw, c.req.path, c.get('ctx'));

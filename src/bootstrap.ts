@@ -1,11 +1,11 @@
 import { eq } from 'drizzle-orm';
 import { ConfigError, type Config } from './config.js';
-import type { Db } from './db/client.js';
+import type { Deps } from './deps.js';
+import { appendAudit } from './domains/audit/chain.js';
+import type { ServiceCtx } from './domains/service-ctx.js';
+import { userSnapshot } from './domains/users/service.js';
 import { organizations } from './db/schema/organizations.js';
 import { users } from './db/schema/users.js';
-import type { Clock } from './lib/clock.js';
-import type { IdGenerator } from './lib/ids.js';
-import type { Logger } from './lib/logger.js';
 import { generatePassword, hashPassword, passwordProblem } from './lib/passwords.js';
 
 export interface BootstrapResult {
@@ -19,9 +19,20 @@ export interface BootstrapResult {
  * First start: creates the default organisation and the super admin. Later starts find both and change
  * nothing (the super admin's password is never reset from the environment).
  */
-export async function bootstrap(deps: { db: Db; config: Config; clock: Clock; ids: IdGenerator; log: Logger }): Promise<BootstrapResult> {
+export async function bootstrap(deps: Deps): Promise<BootstrapResult> {
   const { bootstrap: cfg, isProduction } = deps.config;
   return deps.db.transaction(async (tx) => {
+    const system: ServiceCtx = {
+      db: tx,
+      clock: deps.clock,
+      ids: deps.ids,
+      log: deps.log,
+      deps,
+      actor: null,
+      requestId: 'bootstrap',
+      ip: 'unknown',
+      userAgent: '',
+    };
     const [existingSuper] = await tx.select().from(users).where(eq(users.role, 'super_admin')).limit(1);
     if (existingSuper) return { organizationId: existingSuper.organizationId, superUserId: existingSuper.id };
 
@@ -43,6 +54,7 @@ export async function bootstrap(deps: { db: Db; config: Config; clock: Clock; id
         .insert(organizations)
         .values({ id: deps.ids.uuid(), name: cfg.defaultOrganizationName, createdAt: now, updatedAt: now })
         .returning();
+      await appendAudit(system, { action: 'create', resourceType: 'organization', resourceId: org!.id, organizationId: null, details: { after: { name: org!.name } } });
     }
     const [user] = await tx
       .insert(users)
@@ -58,6 +70,13 @@ export async function bootstrap(deps: { db: Db; config: Config; clock: Clock; id
         updatedAt: now,
       })
       .returning();
+    await appendAudit(system, {
+      action: 'create',
+      resourceType: 'user',
+      resourceId: user!.id,
+      organizationId: null,
+      details: { after: userSnapshot(user!) },
+    });
     deps.log.info({ organization_id: org!.id, user_id: user!.id, email: cfg.superUserEmail }, 'created default organisation and super admin');
     return { organizationId: org!.id, superUserId: user!.id, generatedPassword };
   });

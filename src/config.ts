@@ -57,6 +57,12 @@ export const envSchema = z.object({
   DEFAULT_ORGANIZATION_NAME: z.string().min(1).max(120).default('Default'),
   APP_API_TOKEN: optionalText,
 
+  AUDIT_SIGNING_KEY: optionalText,
+  AUDIT_SIGNING_KEY_FILE: optionalText,
+  AUDIT_PUBLIC_KEYS_DIR: optionalText,
+  AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
+  AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(60, 0, 86_400),
+
   RATE_LIMIT_ENABLED: bool(true),
   LOGIN_RATE_LIMIT_PER_IP: int(20, 1, 100_000),
   LOGIN_RATE_LIMIT_PER_ACCOUNT: int(10, 1, 100_000),
@@ -87,6 +93,13 @@ export interface Config {
   };
   bootstrap: { superUserEmail: string; superUserPassword?: string; defaultOrganizationName: string };
   appApiToken?: string;
+  audit: {
+    signingKeyPem?: string;
+    signingKeyFile?: string;
+    publicKeysDir: string;
+    checkpointEvery: number;
+    checkpointIntervalSeconds: number;
+  };
   rateLimit: { enabled: boolean; loginPerIp: number; loginPerAccount: number; windowSeconds: number };
 }
 
@@ -103,6 +116,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     const missing: string[] = [];
     if (!e.JWT_PRIVATE_KEY && !e.JWT_PRIVATE_KEY_FILE) missing.push('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (signing key)');
     if (!e.APP_API_TOKEN) missing.push('APP_API_TOKEN (internal service token)');
+    if (!e.AUDIT_SIGNING_KEY && !e.AUDIT_SIGNING_KEY_FILE) missing.push('AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE (audit checkpoint key)');
     if (missing.length > 0) {
       throw new ConfigError(
         `NODE_ENV=production refuses to start without these secrets:\n${missing.map((m) => `  ${m}`).join('\n')}`,
@@ -140,6 +154,13 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       defaultOrganizationName: e.DEFAULT_ORGANIZATION_NAME,
     },
     appApiToken: e.APP_API_TOKEN,
+    audit: {
+      signingKeyPem: e.AUDIT_SIGNING_KEY,
+      signingKeyFile: e.AUDIT_SIGNING_KEY_FILE,
+      publicKeysDir: e.AUDIT_PUBLIC_KEYS_DIR ?? `${e.DATA_DIR}/keys/audit-public`,
+      checkpointEvery: e.AUDIT_CHECKPOINT_EVERY,
+      checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+    },
     rateLimit: {
       enabled: e.RATE_LIMIT_ENABLED,
       loginPerIp: e.LOGIN_RATE_LIMIT_PER_IP,

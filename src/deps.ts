@@ -8,6 +8,7 @@ import type { Cache } from './platform/cache/cache.js';
 import { createMemoryCache } from './platform/cache/memory.js';
 import { LocalTokenIssuer, loadSigningKey } from './platform/identity/local-issuer.js';
 import { createAuthenticator, type Authenticator } from './domains/auth/authenticator.js';
+import { loadAuditSigner, type AuditSigner } from './platform/audit/signer.js';
 
 /** Everything the service needs from the outside world, wired once by createDeps and passed down explicitly. */
 export interface Deps {
@@ -21,6 +22,7 @@ export interface Deps {
   rateLimiter: RateLimiter;
   tokens: LocalTokenIssuer;
   authenticator: Authenticator;
+  auditSigner: AuditSigner;
 }
 
 export interface DepsOverrides {
@@ -47,6 +49,12 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     dataDir: config.dataDir,
   });
   const tokens = new LocalTokenIssuer(signingKey, config.auth, clock);
+  const auditSigner = await loadAuditSigner({
+    pem: config.audit.signingKeyPem,
+    file: config.audit.signingKeyFile,
+    dataDir: config.dataDir,
+    publicKeysDir: config.audit.publicKeysDir,
+  });
   const partial = {
     config,
     database,
@@ -57,10 +65,12 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     cache,
     rateLimiter: createRateLimiter(cache, config.rateLimit.enabled),
     tokens,
+    auditSigner,
   };
   const deps: Deps = { ...partial, authenticator: createAuthenticator(partial) };
   log.info({ adapter: 'database', implementation: database.describe }, 'adapter selected');
   log.info({ adapter: 'identity', implementation: `local issuer (EdDSA, kid ${signingKey.kid}, key from ${signingKey.origin})` }, 'adapter selected');
+  log.info({ adapter: 'audit_signer', implementation: `Ed25519 ${auditSigner.keyId} (key from ${auditSigner.origin})` }, 'adapter selected');
   log.info({ adapter: 'cache', implementation: cache.kind }, 'adapter selected');
   log.info(
     { adapter: 'rate_limit', implementation: config.rateLimit.enabled ? `fixed window over ${cache.kind}` : 'disabled (RATE_LIMIT_ENABLED=false)' },

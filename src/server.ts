@@ -4,6 +4,28 @@ import { createApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import type { Config } from './config.js';
 import { closeDeps, createDeps, type Deps, type DepsOverrides } from './deps.js';
+import { checkpointMovedChains } from './domains/audit/chain.js';
+
+/** Signs a checkpoint for every chain that moved, every AUDIT_CHECKPOINT_INTERVAL_SECONDS and once at shutdown. */
+function startCheckpointer(deps: Deps) {
+  const run = async () => {
+    try {
+      const written = await checkpointMovedChains(deps.db, deps.auditSigner, deps.clock.now());
+      if (written > 0) deps.log.debug({ checkpoints: written }, 'audit checkpoints written');
+    } catch (err) {
+      deps.log.error({ err }, 'audit checkpointing failed');
+    }
+  };
+  const seconds = deps.config.audit.checkpointIntervalSeconds;
+  const timer = seconds > 0 ? setInterval(run, seconds * 1000) : undefined;
+  timer?.unref();
+  return {
+    async stop() {
+      if (timer) clearInterval(timer);
+      await run();
+    },
+  };
+}
 
 export interface RunningServer {
   deps: Deps;
@@ -24,6 +46,7 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
     );
   }
   const app = createApp(deps);
+  const checkpointer = startCheckpointer(deps);
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
   });
@@ -49,6 +72,7 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
           });
           (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
         });
+        await checkpointer.stop();
         await closeDeps(deps);
         deps.log.info('shutdown complete');
       })();

@@ -3,6 +3,7 @@ import type { Deps } from '../deps.js';
 import type { Clock } from '../lib/clock.js';
 import type { IdGenerator } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
+import type { RequestContext } from '../trpc/context.js';
 import type { Principal } from './auth/authenticator.js';
 
 /**
@@ -26,4 +27,20 @@ export type ActorCtx = ServiceCtx & { actor: Principal };
 /** Runs fn in a transaction; the ctx it receives carries the transaction as its db handle. */
 export function inTransaction<C extends ServiceCtx, T>(ctx: C, fn: (tx: C) => Promise<T>): Promise<T> {
   return ctx.db.transaction((db) => fn({ ...ctx, db }));
+}
+
+/** The service view of a request: what both transports and the plain Hono routes hand to services. */
+export function serviceCtxFor(req: RequestContext, principal: Principal | null): ServiceCtx {
+  const { deps } = req;
+  return {
+    db: deps.db,
+    clock: deps.clock,
+    ids: deps.ids,
+    log: req.log,
+    deps,
+    actor: principal,
+    requestId: req.requestId,
+    ip: req.ip,
+    userAgent: req.userAgent,
+  };
 }

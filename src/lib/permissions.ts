@@ -71,3 +71,8 @@ export function roleHas(role: Role, permission: Permission): boolean {
 export function permissionsOf(role: Role): Permission[] {
   return [...ROLE_PERMISSIONS[role]];
 }
+
+/** Permissions whose refusal is worth an audit record: changes, organisation administration, the audit trail. */
+export function isAdminPermission(permission: Permission): boolean {
+  return permission.endsWith(':manage') || permission.startsWith('organization:') || permission === 'audit:view';
+}

@@ -81,3 +81,11 @@ export function resolveProblem(err: unknown, requestId: string, log?: Logger): R
   log?.error({ err, request_id: requestId }, 'unhandled error');
   return { problem: problem(500, 'An internal error occurred; quote the request id when reporting it', requestId) };
 }
+
+/** An error as an HTTP problem+json response (REST adapter and plain Hono routes). */
+export function problemResponse(err: unknown, requestId: string, log?: Logger): Response {
+  const resolved = resolveProblem(err, requestId, log);
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+  if (resolved.retryAfterSeconds !== undefined) headers['retry-after'] = String(resolved.retryAfterSeconds);
+  return new Response(JSON.stringify(resolved.problem), { status: resolved.problem.status, headers });
+}

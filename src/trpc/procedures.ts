@@ -1,9 +1,9 @@
 import { TRPCError } from '@trpc/server';
 import { AppError, forbidden } from '../lib/errors.js';
-import { roleHas, type Permission } from '../lib/permissions.js';
+import { isAdminPermission, roleHas, type Permission } from '../lib/permissions.js';
 import type { Principal } from '../domains/auth/authenticator.js';
-import type { ServiceCtx } from '../domains/service-ctx.js';
-import type { RequestContext } from './context.js';
+import { serviceCtxFor, type ServiceCtx } from '../domains/service-ctx.js';
+import { recordAudit } from '../domains/audit/chain.js';
 import { TRPC_CODE_OF } from './errors.js';
 import { t } from './init.js';
 
@@ -21,27 +21,12 @@ const base = t.procedure.use(appErrors);
 
 export const publicProcedure = base.meta({ access: { kind: 'public' } });
 
-function serviceCtx(ctx: RequestContext, principal: Principal | null): ServiceCtx {
-  const { deps } = ctx;
-  return {
-    db: deps.db,
-    clock: deps.clock,
-    ids: deps.ids,
-    log: ctx.log,
-    deps,
-    actor: principal,
-    requestId: ctx.requestId,
-    ip: ctx.ip,
-    userAgent: ctx.userAgent,
-  };
-}
-
 /** For public procedures that still need a service ctx (login, refresh). */
-export const anonymousProcedure = publicProcedure.use(({ ctx, next }) => next({ ctx: { svc: serviceCtx(ctx, null) } }));
+export const anonymousProcedure = publicProcedure.use(({ ctx, next }) => next({ ctx: { svc: serviceCtxFor(ctx, null) } }));
 
 const authenticated = base.use(async ({ ctx, next }) => {
   const principal = await ctx.deps.authenticator.authenticate(ctx.authorization);
-  const svc = serviceCtx(ctx, principal);
+  const svc = serviceCtxFor(ctx, principal);
   return next({ ctx: { principal, svc: { ...svc, actor: principal } as ServiceCtx & { actor: Principal } } });
 });
 
@@ -50,7 +35,21 @@ export const authedProcedure = authenticated.meta({ access: { kind: 'authenticat
 
 /** Signed-in users whose role grants `permission` in the permission matrix. */
 export const permissionProcedure = (permission: Permission) =>
-  authenticated.meta({ access: { kind: 'permission', permission } }).use(({ ctx, next }) => {
-    if (!roleHas(ctx.principal.role, permission)) throw forbidden();
+  authenticated.meta({ access: { kind: 'permission', permission } }).use(async ({ ctx, next, path }) => {
+    if (!roleHas(ctx.principal.role, permission)) {
+      if (isAdminPermission(permission)) await recordAccessDenied(ctx.svc, permission, path);
+      throw forbidden();
+    }
     return next();
   });
+
+/** Refusals of administrative operations are audited on the caller's organisation chain. */
+export function recordAccessDenied(svc: ServiceCtx & { actor: Principal }, permission: Permission, operation: string) {
+  return recordAudit(svc, {
+    action: 'access_denied',
+    resourceType: 'operation',
+    resourceId: operation,
+    organizationId: svc.actor.organizationId,
+    details: { permission, operation },
+  });
+}

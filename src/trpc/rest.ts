@@ -3,7 +3,7 @@ import { createCallerFactory } from './init.js';
 import type { Meta } from './init.js';
 import type { RequestContext } from './context.js';
 import { problem } from '../lib/errors.js';
-import { resolveProblem } from './errors.js';
+import { problemResponse } from './errors.js';
 
 export interface RestRoute {
   method: string;
@@ -62,7 +62,7 @@ function json(body: unknown, status: number, headers: Record<string, string> = {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
 }
 
-function problemResponse(status: number, detail: string, requestId: string, headers: Record<string, string> = {}) {
+function plainProblem(status: number, detail: string, requestId: string, headers: Record<string, string> = {}) {
   return new Response(JSON.stringify(problem(status, detail, requestId)), {
     status,
     headers: { 'content-type': 'application/problem+json', ...headers },
@@ -95,7 +95,7 @@ export function createRestHandler(appRouter: AnyRouter) {
     }
     if (!route || !match) {
       if (allowed.length === 0) return undefined;
-      return problemResponse(405, `Method ${req.method} is not allowed on ${path}`, ctx.requestId, {
+      return plainProblem(405, `Method ${req.method} is not allowed on ${path}`, ctx.requestId, {
         allow: [...new Set(allowed)].join(', '),
       });
     }
@@ -106,16 +106,16 @@ export function createRestHandler(appRouter: AnyRouter) {
       if (text.trim() !== '') {
         const type = req.headers.get('content-type') ?? '';
         if (!/^application\/(.+\+)?json\b/i.test(type)) {
-          return problemResponse(415, 'Request bodies must be application/json', ctx.requestId);
+          return plainProblem(415, 'Request bodies must be application/json', ctx.requestId);
         }
         let body: unknown;
         try {
           body = JSON.parse(text);
         } catch {
-          return problemResponse(400, 'The request body is not valid JSON', ctx.requestId);
+          return plainProblem(400, 'The request body is not valid JSON', ctx.requestId);
         }
         if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-          return problemResponse(400, 'The request body must be a JSON object', ctx.requestId);
+          return plainProblem(400, 'The request body must be a JSON object', ctx.requestId);
         }
         Object.assign(input, body);
       }
@@ -141,10 +141,7 @@ export function createRestHandler(appRouter: AnyRouter) {
       const output = await fn(input);
       return json(output, route.meta.successStatus ?? 200);
     } catch (err) {
-      const resolved = resolveProblem(err, ctx.requestId, ctx.log);
-      const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
-      if (resolved.retryAfterSeconds !== undefined) headers['retry-after'] = String(resolved.retryAfterSeconds);
-      return new Response(JSON.stringify(resolved.problem), { status: resolved.problem.status, headers });
+      return problemResponse(err, ctx.requestId, ctx.log);
     }
   };
 }

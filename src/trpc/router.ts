@@ -1,3 +1,4 @@
+import { auditRouter } from '../domains/audit/router.js';
 import { authRouter } from '../domains/auth/router.js';
 import { organizationsRouter } from '../domains/organizations/router.js';
 import { usersRouter } from '../domains/users/router.js';
@@ -11,6 +12,7 @@ export const appRouter = router({
   auth: authRouter,
   users: usersRouter,
   organizations: organizationsRouter,
+  audit: auditRouter,
 });
 
 /** The type the dashboard imports for its typed client. */

@@ -5,6 +5,8 @@ import { users, type UserRow } from '../../db/schema/users.js';
 import { AppError, notFound } from '../../lib/errors.js';
 import { dummyPasswordHash, verifyPassword } from '../../lib/passwords.js';
 import { permissionsOf } from '../../lib/permissions.js';
+import type { LoginFailureReason } from '../../lib/audit/actions.js';
+import { appendAudit, recordAudit } from '../audit/chain.js';
 import { getOrganization } from '../organizations/service.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { toOrganizationDto } from '../organizations/schemas.js';
@@ -49,17 +51,43 @@ export async function login(ctx: ServiceCtx, input: LoginInput): Promise<TokenRe
   const [user] = await ctx.db.select().from(users).where(sql`lower(${users.email}) = ${input.email}`);
   // Unknown accounts and accounts without a password still pay for a hash check: same answer, similar time.
   const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? (await dummyPasswordHash()));
-  if (!user || !user.passwordHash || !passwordOk) {
-    ctx.log.info({ event: 'login_failed', reason: user ? 'bad_password' : 'unknown_email' }, 'login failed');
+  const failure: LoginFailureReason | null = !user
+    ? 'unknown_email'
+    : !user.passwordHash
+      ? 'no_password'
+      : !passwordOk
+        ? 'bad_password'
+        : user.status !== 'active'
+          ? 'deactivated'
+          : null;
+  if (failure) {
+    ctx.log.info({ event: 'login_failed', reason: failure, user_id: user?.id }, 'login failed');
+    await recordAudit(ctx, {
+      action: 'login_failed',
+      resourceType: 'user',
+      resourceId: user?.id ?? null,
+      organizationId: user?.organizationId ?? null,
+      userId: null,
+      details: { reason: failure, email: input.email },
+    });
+    // Only someone who knows the password learns that the account is deactivated.
+    if (failure === 'deactivated') throw new AppError('FORBIDDEN', 'This account is deactivated');
     throw new AppError('UNAUTHENTICATED', INVALID_LOGIN);
   }
-  if (user.status !== 'active') {
-    // Only someone who knows the password learns that the account is deactivated.
-    ctx.log.info({ event: 'login_failed', reason: 'deactivated', user_id: user.id }, 'login failed');
-    throw new AppError('FORBIDDEN', 'This account is deactivated');
-  }
-  const tokens = await issueTokens(ctx, user, ctx.ids.uuid());
-  ctx.log.info({ event: 'login', user_id: user.id }, 'login succeeded');
+  const tokens = await inTransaction(ctx, async (tx) => {
+    const familyId = ctx.ids.uuid();
+    const issued = await issueTokens(tx, user!, familyId);
+    await appendAudit(tx, {
+      action: 'login',
+      resourceType: 'session',
+      resourceId: familyId,
+      organizationId: user!.organizationId,
+      userId: user!.id,
+      details: { family_id: familyId },
+    });
+    return issued;
+  });
+  ctx.log.info({ event: 'login', user_id: user!.id }, 'login succeeded');
   return tokens;
 }
 
@@ -75,12 +103,30 @@ export async function refresh(ctx: ServiceCtx, input: RefreshInput): Promise<Tok
         .update(refreshTokens)
         .set({ revokedAt: now, revokedReason: 'reuse_detected' })
         .where(and(eq(refreshTokens.familyId, row.familyId), isNull(refreshTokens.revokedAt)));
+      const [owner] = await tx.db.select({ org: users.organizationId }).from(users).where(eq(users.id, row.userId));
+      await appendAudit(tx, {
+        action: 'refresh_reuse_detected',
+        resourceType: 'session',
+        resourceId: row.familyId,
+        organizationId: owner?.org ?? null,
+        userId: row.userId,
+        details: { family_id: row.familyId },
+      });
       return { kind: 'reuse' as const, row };
     }
     const [user] = await tx.db.select().from(users).where(eq(users.id, row.userId));
     if (!user || user.status !== 'active') return { kind: 'invalid' as const };
     await tx.db.update(refreshTokens).set({ usedAt: now }).where(eq(refreshTokens.id, row.id));
-    return { kind: 'ok' as const, tokens: await issueTokens(tx, user, row.familyId) };
+    const tokens = await issueTokens(tx, user, row.familyId);
+    await appendAudit(tx, {
+      action: 'token_refresh',
+      resourceType: 'session',
+      resourceId: row.familyId,
+      organizationId: user.organizationId,
+      userId: user.id,
+      details: { family_id: row.familyId },
+    });
+    return { kind: 'ok' as const, tokens };
   });
   if (outcome.kind === 'ok') return outcome.tokens;
   if (outcome.kind === 'reuse') {
@@ -93,16 +139,26 @@ export async function refresh(ctx: ServiceCtx, input: RefreshInput): Promise<Tok
 }
 
 export async function logout(ctx: ActorCtx, input: RefreshInput) {
-  const [row] = await ctx.db
-    .select({ familyId: refreshTokens.familyId, userId: refreshTokens.userId })
-    .from(refreshTokens)
-    .where(eq(refreshTokens.tokenHash, hashRefreshToken(input.refresh_token)));
-  if (row && row.userId === ctx.actor.userId) {
-    await ctx.db
-      .update(refreshTokens)
-      .set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
-      .where(and(eq(refreshTokens.familyId, row.familyId), isNull(refreshTokens.revokedAt)));
-  }
+  await inTransaction(ctx, async (tx) => {
+    const [row] = await tx.db
+      .select({ familyId: refreshTokens.familyId, userId: refreshTokens.userId })
+      .from(refreshTokens)
+      .where(eq(refreshTokens.tokenHash, hashRefreshToken(input.refresh_token)));
+    const ownFamily = row !== undefined && row.userId === ctx.actor.userId;
+    if (ownFamily) {
+      await tx.db
+        .update(refreshTokens)
+        .set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
+        .where(and(eq(refreshTokens.familyId, row.familyId), isNull(refreshTokens.revokedAt)));
+    }
+    await appendAudit(tx, {
+      action: 'logout',
+      resourceType: 'session',
+      resourceId: ownFamily ? row.familyId : null,
+      organizationId: ctx.actor.organizationId,
+      details: { family_revoked: ownFamily },
+    });
+  });
   await ctx.deps.authenticator.denyToken(ctx.actor.jti, ctx.actor.exp);
   ctx.log.info({ event: 'logout', user_id: ctx.actor.userId }, 'logged out');
   return { logged_out: true as const };

@@ -3,7 +3,8 @@ import type { DbOrTx } from '../../db/client.js';
 import { organizations } from '../../db/schema/organizations.js';
 import { conflict } from '../../lib/errors.js';
 import { decodeCursor, toPage } from '../../lib/pagination.js';
-import type { ActorCtx, ServiceCtx } from '../service-ctx.js';
+import { appendAudit } from '../audit/chain.js';
+import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { likePattern } from '../users/service.js';
 import { toOrganizationDto, type CreateOrganizationInput, type ListOrganizationsInput } from './schemas.js';
 
@@ -23,14 +24,18 @@ export async function findOrganizationByName(db: DbOrTx, name: string) {
   return row;
 }
 
+/** Organisations are platform-level objects: their creation is recorded on the platform chain. */
 export async function createOrganization(ctx: ServiceCtx, input: CreateOrganizationInput) {
-  if (await findOrganizationByName(ctx.db, input.name)) throw conflict('An organisation with this name already exists');
-  const now = ctx.clock.now();
-  const [row] = await ctx.db
-    .insert(organizations)
-    .values({ id: ctx.ids.uuid(), name: input.name, createdAt: now, updatedAt: now })
-    .returning();
-  return toOrganizationDto(row!);
+  return inTransaction(ctx, async (tx) => {
+    if (await findOrganizationByName(tx.db, input.name)) throw conflict('An organisation with this name already exists');
+    const now = ctx.clock.now();
+    const [row] = await tx.db
+      .insert(organizations)
+      .values({ id: ctx.ids.uuid(), name: input.name, createdAt: now, updatedAt: now })
+      .returning();
+    await appendAudit(tx, { action: 'create', resourceType: 'organization', resourceId: row!.id, organizationId: null, details: { after: { name: row!.name } } });
+    return toOrganizationDto(row!);
+  });
 }
 
 export async function getOrganization(ctx: ServiceCtx, id: string) {

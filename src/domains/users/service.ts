@@ -6,6 +6,7 @@ import { AppError, badField, conflict, forbidden, notFound } from '../../lib/err
 import { decodeCursor, toPage } from '../../lib/pagination.js';
 import { hashPassword, passwordProblem } from '../../lib/passwords.js';
 import { permissionsOf, ROLE_RANK } from '../../lib/permissions.js';
+import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { toUserDto, type CreateUserInput, type ListUsersInput, type UpdateUserInput } from './schemas.js';
 
@@ -87,9 +88,19 @@ export async function createUser(ctx: ActorCtx, input: CreateUserInput) {
         updatedAt: now,
       })
       .returning();
+    await appendAudit(tx, {
+      action: 'create',
+      resourceType: 'user',
+      resourceId: row!.id,
+      organizationId: row!.organizationId,
+      details: { after: userSnapshot(row!) },
+    });
     return toUserDto(row!);
   });
 }
+
+/** What the audit trail keeps of a user: never the password hash. */
+export const userSnapshot = (u: UserRow) => ({ email: u.email, name: u.name, role: u.role, status: u.status, organization_id: u.organizationId });
 
 /** Serialises admin-count checks per organisation, so two concurrent demotions cannot both pass. */
 async function assertNotLastAdmin(ctx: ActorCtx, target: UserRow) {
@@ -115,7 +126,7 @@ async function revokeSessions(ctx: ServiceCtx, userId: string) {
     .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
 }
 
-export async function updateUser(ctx: ActorCtx, input: UpdateUserInput) {
+export async function updateUser(ctx: ActorCtx, input: UpdateUserInput, auditAction: 'update' | 'delete' = 'update') {
   const result = await inTransaction(ctx, async (tx) => {
     const target = await findVisibleUser(tx, input.id, true);
     if (ROLE_RANK[target.role] > ROLE_RANK[ctx.actor.role]) throw forbidden('You cannot modify a user whose role is above your own');
@@ -144,6 +155,16 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput) {
       .where(eq(users.id, target.id))
       .returning();
     if (patch.status === 'deactivated') await revokeSessions(tx, target.id);
+    const changes = Object.fromEntries(
+      (['name', 'role', 'status'] as const).filter((k) => patch[k] !== undefined).map((k) => [k, { old: target[k], new: row![k] }]),
+    );
+    await appendAudit(tx, {
+      action: auditAction,
+      resourceType: 'user',
+      resourceId: target.id,
+      organizationId: target.organizationId,
+      details: auditAction === 'delete' ? { before: userSnapshot(target) } : { changes },
+    });
     return { row: row!, changed: true };
   });
   if (result.changed) await ctx.deps.authenticator.forgetUser(result.row.id);
@@ -151,7 +172,7 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput) {
 }
 
 export async function deactivateUser(ctx: ActorCtx, id: string) {
-  return updateUser(ctx, { id, is_active: false });
+  return updateUser(ctx, { id, is_active: false }, 'delete');
 }
 
 export async function userRoles(ctx: ActorCtx, id: string) {

@@ -1,0 +1,146 @@
+import { and, asc, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
+import { PgTransaction } from 'drizzle-orm/pg-core';
+import type { DbOrTx } from '../../db/client.js';
+import { auditChainHeads, auditCheckpoints, auditRecords, type AuditRecordRow } from '../../db/schema/audit.js';
+import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
+import { GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import type { AuditSigner } from '../../platform/audit/signer.js';
+import type { ServiceCtx } from '../service-ctx.js';
+
+export const PLATFORM_CHAIN = 'platform';
+export const chainOf = (organizationId: string | null) => (organizationId ? `org:${organizationId}` : PLATFORM_CHAIN);
+
+export interface AuditEntry {
+  action: AuditAction;
+  resourceType: AuditResourceType;
+  resourceId?: string | null;
+  /** The organisation whose chain records the event; null for the platform chain. */
+  organizationId: string | null;
+  details: Record<string, unknown>;
+  /** Defaults to the acting principal (or 'system' without one). */
+  userId?: string | null;
+  actorType?: ActorType;
+}
+
+export function hashedFieldsOf(r: AuditRecordRow): HashedAuditFields {
+  return {
+    chain_id: r.chainId,
+    seq: r.seq,
+    previous_hash: r.previousHash,
+    id: r.id,
+    organization_id: r.organizationId,
+    action: r.action,
+    resource_type: r.resourceType,
+    resource_id: r.resourceId,
+    user_id: r.userId,
+    actor_type: r.actorType,
+    details: r.details,
+    ip_address: r.ipAddress,
+    user_agent: r.userAgent,
+    request_id: r.requestId,
+    created_at: r.createdAt.toISOString(),
+  };
+}
+
+/**
+ * Appends one record to its chain inside the caller's transaction, so the record commits or rolls back with
+ * the change it describes. The chain head's row lock serialises appends to one chain; other chains proceed.
+ */
+export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<AuditRecordRow> {
+  if (!(ctx.db instanceof PgTransaction)) throw new Error('appendAudit must run inside a transaction');
+  const details = AUDIT_DETAILS[entry.action].parse(redactSecrets(entry.details));
+  const chainId = chainOf(entry.organizationId);
+  // One round trip that creates the head on first use and locks it either way.
+  const [head] = await ctx.db
+    .insert(auditChainHeads)
+    .values({ chainId, seq: 0, hash: GENESIS_HASH })
+    .onConflictDoUpdate({ target: auditChainHeads.chainId, set: { chainId: sql`excluded.chain_id` } })
+    .returning();
+  const row: AuditRecordRow = {
+    id: ctx.ids.uuid(),
+    chainId,
+    seq: head!.seq + 1,
+    organizationId: entry.organizationId,
+    action: entry.action,
+    resourceType: entry.resourceType,
+    resourceId: entry.resourceId ?? null,
+    userId: entry.userId !== undefined ? entry.userId : (ctx.actor?.userId ?? null),
+    actorType: entry.actorType ?? (ctx.actor ? 'user' : 'system'),
+    details,
+    ipAddress: ctx.ip === 'unknown' ? null : ctx.ip,
+    userAgent: ctx.userAgent || null,
+    requestId: ctx.requestId,
+    createdAt: new Date(ctx.clock.now().getTime()),
+    previousHash: head!.hash,
+    currentHash: '',
+  };
+  row.currentHash = hashAuditRecord(hashedFieldsOf(row));
+  await ctx.db.update(auditChainHeads).set({ seq: row.seq, hash: row.currentHash }).where(eq(auditChainHeads.chainId, chainId));
+  await ctx.db.insert(auditRecords).values(row);
+  if (row.seq % ctx.deps.config.audit.checkpointEvery === 0) {
+    await writeCheckpoint(ctx.db, ctx.deps.auditSigner, { chainId, seq: row.seq, hash: row.currentHash }, ctx.clock.now());
+  }
+  return row;
+}
+
+/** For events that are not part of a larger change (sign-ins, exports): one transaction of their own. */
+export function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<AuditRecordRow> {
+  return ctx.db.transaction((db) => appendAudit({ ...ctx, db }, entry));
+}
+
+export async function writeCheckpoint(db: DbOrTx, signer: AuditSigner, head: { chainId: string; seq: number; hash: string }, now: Date) {
+  const signedAt = new Date(now.getTime());
+  const { keyId, signature } = signer.sign({ chain_id: head.chainId, seq: head.seq, head_hash: head.hash, signed_at: signedAt.toISOString() });
+  const [written] = await db
+    .insert(auditCheckpoints)
+    .values({ chainId: head.chainId, seq: head.seq, headHash: head.hash, signedAt, keyId, signature })
+    .onConflictDoNothing()
+    .returning();
+  return written;
+}
+
+/** Checkpoints every chain whose head moved since its last checkpoint. Returns how many were written. */
+export async function checkpointMovedChains(db: DbOrTx, signer: AuditSigner, now: Date): Promise<number> {
+  const heads = await db
+    .select()
+    .from(auditChainHeads)
+    .where(
+      and(
+        gt(auditChainHeads.seq, 0),
+        sql`${auditChainHeads.seq} > coalesce((select max(${auditCheckpoints.seq}) from ${auditCheckpoints} where ${auditCheckpoints.chainId} = ${auditChainHeads.chainId}), 0)`,
+      ),
+    );
+  let written = 0;
+  for (const h of heads) if (await writeCheckpoint(db, signer, h, now)) written++;
+  return written;
+}
+
+/** The head of a chain, or seq 0 with the genesis hash when the chain is empty. */
+export async function chainHead(db: DbOrTx, chainId: string) {
+  const [head] = await db.select().from(auditChainHeads).where(eq(auditChainHeads.chainId, chainId));
+  return head ?? { chainId, seq: 0, hash: GENESIS_HASH };
+}
+
+/** Reads a chain in seq order, batch by batch, so memory does not grow with its length. */
+export async function* readChain(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number, batchSize = 2000) {
+  let next = fromSeq;
+  while (next <= toSeq) {
+    const rows = await db
+      .select()
+      .from(auditRecords)
+      .where(and(eq(auditRecords.chainId, chainId), gte(auditRecords.seq, next), lte(auditRecords.seq, toSeq)))
+      .orderBy(asc(auditRecords.seq))
+      .limit(batchSize);
+    if (rows.length === 0) return;
+    yield rows;
+    next = rows[rows.length - 1]!.seq + 1;
+  }
+}
+
+export async function checkpointsOf(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number) {
+  return db
+    .select()
+    .from(auditCheckpoints)
+    .where(and(eq(auditCheckpoints.chainId, chainId), gte(auditCheckpoints.seq, fromSeq), lte(auditCheckpoints.seq, toSeq)))
+    .orderBy(desc(auditCheckpoints.seq));
+}
