@@ -1,5 +1,7 @@
 import type { AnyRouter } from '@trpc/server';
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
+import { z } from 'zod';
+import { ExportInput } from '../domains/audit/export.js';
 import { PROBLEM_TITLES } from '../lib/errors.js';
 import { collectRestRoutes } from './rest.js';
 
@@ -33,8 +35,39 @@ const problemResponse = (status: number) => ({
   ...(status === 429 ? { headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds to wait' } } } : {}),
 });
 
+function queryParameters(schema: z.ZodObject): Json[] {
+  return Object.entries(schema.shape).map(([name, field]) => {
+    const json = z.toJSONSchema(field as z.ZodType, { io: 'input', unrepresentable: 'any' }) as Json;
+    delete json.$schema;
+    return { in: 'query', name, required: !(field as z.ZodType).safeParse(undefined).success, schema: json, ...(json.description ? { description: json.description } : {}) };
+  });
+}
+
 /** Operations served by plain Hono routes, documented by hand so the document stays complete. */
 const handWrittenPaths: Json = {
+  '/audit/export': {
+    get: {
+      operationId: 'audit-export',
+      summary: 'Export one audit chain as CSV or NDJSON (streamed; NDJSON ends with a signed manifest)',
+      description:
+        'Records in seq order, filtered like GET /audit. The export is itself audited and checkpointed first. Verify an NDJSON file offline with `npm run audit:verify -- <file>`.',
+      tags: ['audit'],
+      security: [{ bearerAuth: [] }],
+      parameters: queryParameters(ExportInput),
+      responses: {
+        200: {
+          description: 'The export, as an attachment',
+          headers: { 'X-Audit-Checkpoint': { description: 'chain;seq=…;hash=…;key=…;sig=… of the checkpoint written for this export', schema: { type: 'string' } } },
+          content: { 'application/x-ndjson': { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } } },
+        },
+        400: { $ref: '#/components/responses/Problem400' },
+        401: { $ref: '#/components/responses/Problem401' },
+        403: { $ref: '#/components/responses/Problem403' },
+        500: { $ref: '#/components/responses/Problem500' },
+      },
+      'x-permission': 'audit:view',
+    },
+  },
   '/health': {
     get: {
       operationId: 'health',
@@ -82,7 +115,7 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
     securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
   }) as Json;
 
-  const statuses = new Set<number>([500, 503]);
+  const statuses = new Set<number>([400, 401, 403, 500, 503]);
   for (const route of collectRestRoutes(appRouter)) {
     const op = doc.paths[route.path][route.method.toLowerCase()];
     const access = route.meta.access ?? { kind: 'public' };
