@@ -44,7 +44,7 @@ export async function bootstrap(deps: Deps): Promise<BootstrapResult> {
       }
       password = generatedPassword = generatePassword();
     }
-    const problem = passwordProblem(password);
+    const problem = passwordProblem(password, cfg.superUserEmail);
     if (problem) throw new ConfigError(`SUPER_USER_PASSWORD: ${problem}`);
 
     const now = deps.clock.now();

@@ -11,8 +11,11 @@ const bool = (fallback: boolean) =>
     .optional()
     .transform((v) => (v === undefined ? fallback : v === 'true' || v === '1' || v === 'yes'));
 
+/** A blank value (`PORT=`) means "not set", never 0. */
+const blankAsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
 const int = (fallback: number, min: number, max: number) =>
-  z.coerce.number({ error: 'must be a number' }).int('must be an integer').min(min).max(max).default(fallback);
+  z.preprocess(blankAsUnset, z.coerce.number({ error: 'must be a number' }).int('must be an integer').min(min).max(max).default(fallback));
 
 const optionalText = z
   .string()

@@ -1,4 +1,5 @@
 import { serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
@@ -51,6 +52,14 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
   });
   const port = (server.address() as AddressInfo).port;
+  // Responses not yet sent, so shutdown can tell their keep-alive connections to close after them.
+  const unanswered = new Set<ServerResponse>();
+  let draining = false;
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (draining) res.shouldKeepAlive = false;
+    unanswered.add(res);
+    res.once('close', () => unanswered.delete(res));
+  });
   deps.log.info({ port, host: config.host }, `budapp listening on http://${config.host}:${port}`);
 
   let stopping: Promise<void> | undefined;
@@ -60,6 +69,8 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
     stop() {
       stopping ??= (async () => {
         deps.log.info('shutting down: no new connections, finishing in-flight requests');
+        draining = true;
+        for (const res of unanswered) res.shouldKeepAlive = false;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             deps.log.warn({ timeout_ms: config.shutdownTimeoutMs }, 'shutdown timeout reached; closing remaining connections');

@@ -42,13 +42,14 @@ export function createAuthenticator(deps: {
   tokens: LocalTokenIssuer;
 }): Authenticator {
   const verified = new Map<string, AccessClaims>();
-  const skew = deps.config.auth.clockSkewSeconds;
+  const { clockSkewSeconds: skew, accessTokenTtlSeconds: ttl } = deps.config.auth;
 
   async function claimsOf(token: string): Promise<AccessClaims> {
     const now = deps.clock.now().getTime() / 1000;
     const hit = verified.get(token);
     if (hit) {
-      if (hit.exp + skew > now) return hit;
+      // The same time checks verify() made, applied to the clock of this request.
+      if (hit.exp + skew > now && now - hit.iat <= ttl + skew) return hit;
       verified.delete(token);
       throw unauthenticated();
     }

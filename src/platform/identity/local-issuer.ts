@@ -5,6 +5,7 @@ import { AppError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 
 export const ACCESS_TOKEN_TYP = 'at+jwt';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ALG = 'EdDSA';
 
 export interface AccessClaims {
@@ -86,7 +87,8 @@ export class LocalTokenIssuer {
           audience: this.options.audience,
           typ: ACCESS_TOKEN_TYP,
           clockTolerance: this.options.clockSkewSeconds,
-          maxTokenAge: this.options.accessTokenTtlSeconds + this.options.clockSkewSeconds,
+          // jose adds clockTolerance to this itself.
+          maxTokenAge: this.options.accessTokenTtlSeconds,
           requiredClaims: ['sub', 'jti', 'exp', 'iat'],
           currentDate: this.clock.now(),
         },
@@ -94,7 +96,9 @@ export class LocalTokenIssuer {
     } catch (cause) {
       throw new AppError('UNAUTHENTICATED', 'Invalid or expired access token', { cause });
     }
-    if (typeof payload.org !== 'string') throw new AppError('UNAUTHENTICATED', 'Invalid or expired access token');
+    if (typeof payload.org !== 'string' || !UUID.test(payload.org) || typeof payload.sub !== 'string' || !UUID.test(payload.sub) || typeof payload.jti !== 'string') {
+      throw new AppError('UNAUTHENTICATED', 'Invalid or expired access token');
+    }
     return payload as unknown as AccessClaims;
   }
 }
