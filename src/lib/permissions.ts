@@ -1,3 +1,4 @@
+import type { ProjectRole } from '../db/schema/projects.js';
 import type { Role } from '../db/schema/users.js';
 
 /**
@@ -76,3 +77,30 @@ export function permissionsOf(role: Role): Permission[] {
 export function isAdminPermission(permission: Permission): boolean {
   return permission.endsWith(':manage') || permission.startsWith('organization:') || permission === 'audit:view';
 }
+
+/** Permissions that can be granted inside one project by a project role. */
+export const PROJECT_PERMISSIONS = [
+  'project:view',
+  'project:manage',
+  'endpoint:view',
+  'endpoint:manage',
+  'credential:view',
+  'credential:manage',
+] as const satisfies readonly Permission[];
+export type ProjectPermission = (typeof PROJECT_PERMISSIONS)[number];
+
+/**
+ * Project roles. Inside a project they decide; organisation admins (admin, super_admin) hold every project
+ * permission in every project of their organisation without being members.
+ */
+export const PROJECT_ROLE_PERMISSIONS: Record<ProjectRole, readonly ProjectPermission[]> = {
+  owner: PROJECT_PERMISSIONS,
+  editor: ['project:view', 'endpoint:view', 'endpoint:manage', 'credential:view', 'credential:manage'],
+  viewer: ['project:view', 'endpoint:view', 'credential:view'],
+};
+
+export function projectRoleHas(role: ProjectRole, permission: ProjectPermission): boolean {
+  return (PROJECT_ROLE_PERMISSIONS[role] as readonly string[]).includes(permission);
+}
+
+export const isOrganizationAdmin = (role: Role) => role === 'admin' || role === 'super_admin';

@@ -1,10 +1,15 @@
 import { initTRPC } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
-import type { Permission } from '../lib/permissions.js';
+import type { Permission, ProjectPermission } from '../lib/permissions.js';
 import type { RequestContext } from './context.js';
 import { resolveProblem } from './errors.js';
 
-export type Access = { kind: 'public' } | { kind: 'authenticated' } | { kind: 'permission'; permission: Permission };
+export type Access =
+  | { kind: 'public' }
+  | { kind: 'authenticated' }
+  | { kind: 'permission'; permission: Permission }
+  /** Checked against the caller's role in the project named by the input (organisation admins hold all). */
+  | { kind: 'project'; permission: ProjectPermission };
 
 export type Meta = OpenApiMeta<{
   /** Who may call the procedure; the REST layer and the OpenAPI document read it too. */
@@ -13,6 +18,10 @@ export type Meta = OpenApiMeta<{
   successStatus?: 200 | 201 | 202;
   /** Error statuses this operation can answer besides the ones implied by its access and input. */
   errors?: number[];
+  /** REST: an Idempotency-Key header makes a retried POST replay its first response. */
+  idempotent?: boolean;
+  /** REST: the If-Match header is passed to the input as expected_version (412 on mismatch). */
+  ifMatch?: boolean;
 }>;
 
 export const t = initTRPC

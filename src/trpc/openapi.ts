@@ -66,6 +66,7 @@ const handWrittenPaths: Json = {
         500: { $ref: '#/components/responses/Problem500' },
       },
       'x-permission': 'audit:view',
+      'x-permission-scope': 'organization',
     },
   },
   '/health': {
@@ -116,15 +117,22 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
   }) as Json;
 
   const statuses = new Set<number>([400, 401, 403, 500, 503]);
-  for (const route of collectRestRoutes(appRouter)) {
+  const routes = collectRestRoutes(appRouter);
+  const versionedPaths = new Set(routes.filter((r) => r.meta.ifMatch).map((r) => r.path));
+  for (const route of routes) {
     const op = doc.paths[route.path][route.method.toLowerCase()];
     const access = route.meta.access ?? { kind: 'public' };
     const errors = new Set<number>([500]);
     const hasInput = 'parameters' in op || 'requestBody' in op;
     if (hasInput || route.paramNames.length > 0) errors.add(400);
     if (access.kind !== 'public') errors.add(401);
-    if (access.kind === 'permission') errors.add(403);
-    if (route.paramNames.length > 0) errors.add(404);
+    if (access.kind === 'permission' || access.kind === 'project') errors.add(403);
+    if (route.paramNames.length > 0 || access.kind === 'project') errors.add(404);
+    if (route.meta.ifMatch) errors.add(412);
+    if (route.meta.idempotent) {
+      errors.add(409);
+      errors.add(422);
+    }
     if ('requestBody' in op) {
       errors.add(413);
       errors.add(415);
@@ -133,13 +141,21 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
 
     const success = String(route.meta.successStatus ?? 200);
     const ok = op.responses['200'];
+    if (versionedPaths.has(route.path)) ok.headers = { ETag: { description: 'The resource version, for If-Match', schema: { type: 'string' } } };
     op.responses = { [success]: ok };
+    const headerParams: Json[] = [];
+    if (route.meta.ifMatch) headerParams.push({ in: 'header', name: 'If-Match', required: false, description: 'ETag from a GET; 412 when the resource changed since', schema: { type: 'string' } });
+    if (route.meta.idempotent) {
+      headerParams.push({ in: 'header', name: 'Idempotency-Key', required: false, description: 'Retries with the same key and body replay the first response for 24 h; a different body answers 422', schema: { type: 'string', maxLength: 255 } });
+    }
+    if (headerParams.length > 0) op.parameters = [...(op.parameters ?? []), ...headerParams];
     for (const s of [...errors].sort()) {
       statuses.add(s);
       op.responses[s] = { $ref: `#/components/responses/Problem${s}` };
     }
     if (access.kind === 'public') op.security = [];
-    op['x-permission'] = access.kind === 'permission' ? access.permission : access.kind;
+    op['x-permission'] = access.kind === 'permission' || access.kind === 'project' ? access.permission : access.kind;
+    if (access.kind === 'permission' || access.kind === 'project') op['x-permission-scope'] = access.kind === 'project' ? 'project' : 'organization';
   }
 
   doc.paths = { ...handWrittenPaths, ...doc.paths };

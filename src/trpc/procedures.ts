@@ -1,6 +1,7 @@
 import { TRPCError } from '@trpc/server';
-import { AppError, forbidden } from '../lib/errors.js';
-import { isAdminPermission, roleHas, type Permission } from '../lib/permissions.js';
+import { AppError, badField, forbidden } from '../lib/errors.js';
+import { isAdminPermission, roleHas, type Permission, type ProjectPermission } from '../lib/permissions.js';
+import { accessAllows, resolveProjectAccess } from '../domains/projects/access.js';
 import type { Principal } from '../domains/auth/authenticator.js';
 import { serviceCtxFor, type ServiceCtx } from '../domains/service-ctx.js';
 import { recordAudit } from '../domains/audit/chain.js';
@@ -53,3 +54,23 @@ export function recordAccessDenied(svc: ServiceCtx & { actor: Principal }, permi
     details: { permission, operation },
   });
 }
+
+/**
+ * Project-scoped operations: the input names the project (`id`, or `project_id`); the caller's role in that
+ * project decides, organisation admins hold every project permission, and a project the caller cannot see
+ * answers 404. The resolved access is in ctx.project.
+ */
+export const projectProcedure = (permission: ProjectPermission, inputKey: 'id' | 'project_id' = 'id') =>
+  authenticated.meta({ access: { kind: 'project', permission } }).use(async ({ ctx, next, path, getRawInput }) => {
+    const raw = (await getRawInput()) as Record<string, unknown> | undefined;
+    const projectId = raw?.[inputKey];
+    if (typeof projectId !== 'string' || !UUID.test(projectId)) throw badField(inputKey, 'must be a UUID');
+    const access = await resolveProjectAccess(ctx.svc, projectId);
+    if (!accessAllows(access, permission)) {
+      if (isAdminPermission(permission)) await recordAccessDenied(ctx.svc, permission, path);
+      throw forbidden();
+    }
+    return next({ ctx: { project: access } });
+  });
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

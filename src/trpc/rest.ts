@@ -4,6 +4,8 @@ import type { Meta } from './init.js';
 import type { RequestContext } from './context.js';
 import { problem } from '../lib/errors.js';
 import { problemResponse } from './errors.js';
+import { canonicalJson, sha256Hex } from '../lib/audit/canonical.js';
+import { beginIdempotent, completeIdempotent, releaseIdempotent } from '../domains/idempotency/service.js';
 
 export interface RestRoute {
   method: string;
@@ -135,13 +137,66 @@ export function createRestHandler(appRouter: AnyRouter) {
       }
     }
 
-    try {
-      const caller = createCaller(ctx) as unknown as Record<string, unknown>;
-      const fn = route.procedurePath.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as CallerFn;
-      const output = await fn(input);
-      return json(output, route.meta.successStatus ?? 200);
-    } catch (err) {
-      return problemResponse(err, ctx.requestId, ctx.log);
+    const call = async (): Promise<Response> => {
+      try {
+        const caller = createCaller(ctx) as unknown as Record<string, unknown>;
+        const fn = route!.procedurePath.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as CallerFn;
+        const output = await fn(input);
+        return successResponse(req, route!, output);
+      } catch (err) {
+        return problemResponse(err, ctx.requestId, ctx.log);
+      }
+    };
+
+    if (route.meta.ifMatch) {
+      const ifMatch = req.headers.get('if-match');
+      if (ifMatch !== null && ifMatch.trim() !== '*') {
+        const version = /^\s*(?:W\/)?"(\d{1,9})"\s*$/.exec(ifMatch)?.[1];
+        if (!version) return plainProblem(412, 'If-Match must be the ETag of the resource, e.g. "3"', ctx.requestId);
+        input.expected_version = Number(version);
+      }
     }
+    const idempotencyKey = route.meta.idempotent ? req.headers.get('idempotency-key') : null;
+    if (idempotencyKey === null) return call();
+    return withIdempotency(ctx, route, idempotencyKey, input, call);
   };
 }
+
+/** JSON with the route's success status; single resources with a version carry it as their ETag. */
+function successResponse(req: Request, route: RestRoute, output: unknown): Response {
+  const headers: Record<string, string> = {};
+  const version = (output as { version?: unknown } | null)?.version;
+  if (route.paramNames.length > 0 && typeof version === 'number') {
+    const etag = `"${version}"`;
+    headers.etag = etag;
+    if (req.method === 'GET' && req.headers.get('if-none-match') === etag) return new Response(null, { status: 304, headers });
+  }
+  return json(output, route.meta.successStatus ?? 200, headers);
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+async function withIdempotency(ctx: RequestContext, route: RestRoute, key: string, input: Record<string, unknown>, call: () => Promise<Response>) {
+  if (!IDEMPOTENCY_KEY.test(key)) return plainProblem(400, 'Idempotency-Key must be 1–255 visible ASCII characters', ctx.requestId);
+  let userId: string;
+  try {
+    userId = (await ctx.deps.authenticator.authenticate(ctx.authorization)).userId;
+  } catch {
+    return call(); // the procedure answers 401 itself
+  }
+  const db = ctx.deps.db;
+  const claim = { userId, key, route: `${route.method} ${route.path}`, requestHash: sha256Hex(canonicalJson(input)) };
+  const start = await beginIdempotent(db, ctx.deps.clock, claim);
+  if (start.kind === 'mismatch') return plainProblem(422, 'This Idempotency-Key was used with a different request', ctx.requestId);
+  if (start.kind === 'in_progress') return plainProblem(409, 'A request with this Idempotency-Key is still in progress', ctx.requestId);
+  if (start.kind === 'replay') {
+    const type = start.status >= 400 ? 'application/problem+json' : 'application/json';
+    return new Response(start.body, { status: start.status, headers: { 'content-type': type, 'idempotent-replayed': 'true' } });
+  }
+  const response = await call();
+  const body = await response.clone().text();
+  if (response.status >= 500) await releaseIdempotent(db, userId, key);
+  else await completeIdempotent(db, userId, key, response.status, body);
+  return response;
+}
+

@@ -1,6 +1,7 @@
 import { auditRouter } from '../domains/audit/router.js';
 import { authRouter } from '../domains/auth/router.js';
 import { organizationsRouter } from '../domains/organizations/router.js';
+import { projectsRouter } from '../domains/projects/router.js';
 import { usersRouter } from '../domains/users/router.js';
 import { router } from './init.js';
 
@@ -13,6 +14,7 @@ export const appRouter = router({
   users: usersRouter,
   organizations: organizationsRouter,
   audit: auditRouter,
+  projects: projectsRouter,
 });
 
 /** The type the dashboard imports for its typed client. */

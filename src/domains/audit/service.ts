@@ -6,7 +6,7 @@ import { roleHas } from '../../lib/permissions.js';
 import { ChainVerifier } from '../../lib/audit/verify.js';
 import { GENESIS_HASH } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
-import { likePattern } from '../users/service.js';
+import { likePattern } from '../../lib/sql.js';
 import { chainHead, chainOf, checkpointsOf, hashedFieldsOf, PLATFORM_CHAIN, readChain, recordAudit } from './chain.js';
 import { toAuditRecordDto, type AuditFilterInput, type ListAuditInput, type VerifyInput } from './schemas.js';
 

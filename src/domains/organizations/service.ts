@@ -5,7 +5,7 @@ import { conflict } from '../../lib/errors.js';
 import { decodeCursor, toPage } from '../../lib/pagination.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
-import { likePattern } from '../users/service.js';
+import { likePattern } from '../../lib/sql.js';
 import { toOrganizationDto, type CreateOrganizationInput, type ListOrganizationsInput } from './schemas.js';
 
 export async function listOrganizations(ctx: ActorCtx, input: ListOrganizationsInput) {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PROJECT_ROLES } from '../../db/schema/projects.js';
 import { ROLES, USER_STATUSES, type UserRow } from '../../db/schema/users.js';
 import { pageInput, pageOf } from '../../lib/pagination.js';
 import { PERMISSIONS } from '../../lib/permissions.js';
@@ -78,6 +79,6 @@ export const UserRolesDto = z
     user_id: z.uuid(),
     role: RoleSchema,
     permissions: z.array(z.enum(PERMISSIONS)),
-    project_memberships: z.array(z.object({ project_id: z.uuid(), role: z.string() })),
+    project_memberships: z.array(z.object({ project_id: z.uuid(), role: z.enum(PROJECT_ROLES) })),
   })
   .meta({ id: 'UserRoles' });

@@ -4,16 +4,16 @@ import { organizations } from '../../db/schema/organizations.js';
 import { users, type Role, type UserRow } from '../../db/schema/users.js';
 import { AppError, badField, conflict, forbidden, notFound } from '../../lib/errors.js';
 import { decodeCursor, toPage } from '../../lib/pagination.js';
+import { likePattern } from '../../lib/sql.js';
 import { hashPassword, passwordProblem } from '../../lib/passwords.js';
 import { permissionsOf, ROLE_RANK } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
+import { membershipsOf } from '../projects/service.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { toUserDto, type CreateUserInput, type ListUsersInput, type UpdateUserInput } from './schemas.js';
 
 const isSuperAdmin = (ctx: ActorCtx) => ctx.actor.role === 'super_admin';
 
-/** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
-export const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** A user the actor may see: same organisation, or any organisation for a super admin. Otherwise 404. */
 async function findVisibleUser(ctx: ActorCtx, id: string, lock = false): Promise<UserRow> {
@@ -177,5 +177,5 @@ export async function deactivateUser(ctx: ActorCtx, id: string) {
 
 export async function userRoles(ctx: ActorCtx, id: string) {
   const target = await findVisibleUser(ctx, id);
-  return { user_id: target.id, role: target.role, permissions: permissionsOf(target.role), project_memberships: [] };
+  return { user_id: target.id, role: target.role, permissions: permissionsOf(target.role), project_memberships: await membershipsOf(ctx, target.id) };
 }

@@ -15,14 +15,14 @@ export const AUDIT_ACTIONS = [
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
-export const AUDIT_RESOURCE_TYPES = ['user', 'organization', 'session', 'audit', 'operation'] as const;
+export const AUDIT_RESOURCE_TYPES = ['user', 'organization', 'session', 'audit', 'operation', 'project', 'project_member'] as const;
 export type AuditResourceType = (typeof AUDIT_RESOURCE_TYPES)[number];
 
 export const ACTOR_TYPES = ['user', 'system', 'service'] as const;
 export type ActorType = (typeof ACTOR_TYPES)[number];
 
-const scalar = z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]);
-const snapshot = z.record(z.string().max(100), z.union([scalar, z.array(scalar).max(100)]));
+const value = z.json();
+const snapshot = z.record(z.string().max(100), value);
 
 export const LOGIN_FAILURE_REASONS = ['unknown_email', 'bad_password', 'no_password', 'deactivated'] as const;
 export type LoginFailureReason = (typeof LOGIN_FAILURE_REASONS)[number];
@@ -31,7 +31,7 @@ export type LoginFailureReason = (typeof LOGIN_FAILURE_REASONS)[number];
 export const AUDIT_DETAILS: Record<AuditAction, z.ZodType<Record<string, unknown>>> = {
   create: z.strictObject({ after: snapshot }),
   update: z.strictObject({
-    changes: z.record(z.string().max(100), z.union([z.strictObject({ old: scalar, new: scalar }), z.literal('[redacted]')])),
+    changes: z.record(z.string().max(100), z.union([z.strictObject({ old: value, new: value }), z.literal('[redacted]')])),
   }),
   delete: z.strictObject({ before: snapshot }),
   login: z.strictObject({ family_id: z.uuid() }),
