@@ -75,6 +75,7 @@ const handWrittenPaths: Json = {
       summary: 'Liveness: the process is up',
       tags: ['operations'],
       security: [],
+      'x-permission': 'public',
       responses: { 200: { description: 'Alive', content: { 'application/json': { schema: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } } },
     },
   },
@@ -84,6 +85,7 @@ const handWrittenPaths: Json = {
       summary: 'Readiness: the database is reachable and migrations are current',
       tags: ['operations'],
       security: [],
+      'x-permission': 'public',
       responses: {
         200: { description: 'Ready', content: { 'application/json': { schema: { type: 'object', properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } } } } } } },
         503: { $ref: '#/components/responses/Problem503' },
@@ -96,6 +98,7 @@ const handWrittenPaths: Json = {
       summary: 'Public keys that verify access tokens of the embedded identity provider',
       tags: ['auth'],
       security: [],
+      'x-permission': 'public',
       responses: { 200: { description: 'JSON Web Key Set', content: { 'application/json': { schema: { type: 'object', properties: { keys: { type: 'array', items: { type: 'object' } } } } } } } },
     },
   },

@@ -129,12 +129,22 @@ export function createRestHandler(appRouter: AnyRouter) {
       }
     }
     for (let i = 0; i < route.paramNames.length; i++) {
+      const name = route.paramNames[i]!;
       const raw = match[i + 1]!;
+      let value = raw;
       try {
-        input[route.paramNames[i]!] = decodeURIComponent(raw);
+        value = decodeURIComponent(raw);
       } catch {
-        input[route.paramNames[i]!] = raw;
+        /* keep it raw; the input schema rejects it */
       }
+      // A body field named like a path parameter may only repeat it: it never redirects the operation.
+      if (name in input && input[name] !== value) {
+        return new Response(JSON.stringify(problem(400, `Invalid input: ${name}`, ctx.requestId, [{ field: name, message: 'must match the path' }])), {
+          status: 400,
+          headers: { 'content-type': 'application/problem+json' },
+        });
+      }
+      input[name] = value;
     }
 
     const call = async (): Promise<Response> => {
