@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -13,6 +13,7 @@ import { problemResponse } from './trpc/errors.js';
 import { recordAccessDenied } from './trpc/procedures.js';
 import { createRequestContext, type RequestContext } from './trpc/context.js';
 import { buildOpenApiDocument } from './trpc/openapi.js';
+import { createFastQueryHandler } from './trpc/fast-query.js';
 import { createRestHandler } from './trpc/rest.js';
 import { appRouter } from './trpc/router.js';
 
@@ -21,7 +22,8 @@ const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', impor
 
 type Env = { Variables: { requestId: string; ctx: RequestContext }; Bindings: { incoming?: { socket?: { remoteAddress?: string } } } };
 
-const swaggerDir: string = createRequire(import.meta.url)('swagger-ui-dist').getAbsoluteFSPath();
+// Resolve the package's folder without loading its 1 MB bundle into the process.
+const swaggerDir: string = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 const SWAGGER_ASSETS: Record<string, string> = {
   'swagger-ui.css': 'text/css; charset=utf-8',
   'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
@@ -56,6 +58,7 @@ export function createApp(deps: Deps) {
   const openApiDocument = buildOpenApiDocument(appRouter, VERSION);
   const openApiJson = JSON.stringify(openApiDocument);
   const handleRest = createRestHandler(appRouter);
+  const handleFastQuery = createFastQueryHandler(appRouter);
   const assetCache = new Map<string, Uint8Array<ArrayBuffer>>();
 
   app.use(async (c, next) => {
@@ -66,20 +69,22 @@ export function createApp(deps: Deps) {
     c.set('ctx', createRequestContext(deps, c.req.raw, { requestId, ip: clientIp(c, deps.config.trustProxy), log }));
     const started = performance.now();
     await next();
-    c.header('x-request-id', requestId);
-    c.header('x-content-type-options', 'nosniff');
+    // On the finished response itself: c.header() here would rebuild the response.
+    c.res.headers.set('x-request-id', requestId);
+    c.res.headers.set('x-content-type-options', 'nosniff');
     log.info(
       { method: c.req.method, path: c.req.path, status: c.res.status, duration_ms: Math.round((performance.now() - started) * 10) / 10 },
       'request',
     );
   });
 
-  app.use(
-    bodyLimit({
-      maxSize: deps.config.bodyLimitBytes,
-      onError: (c) => problemJson(c as Context<Env>, 413, `The request body exceeds ${deps.config.bodyLimitBytes} bytes`),
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.config.bodyLimitBytes,
+    onError: (c) => problemJson(c as Context<Env>, 413, `The request body exceeds ${deps.config.bodyLimitBytes} bytes`),
+  });
+  // Only requests that can carry a body pay for the check (it materialises the full Request).
+  const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS']);
+  app.use((c, next) => (BODYLESS.has(c.req.method) ? next() : limitBody(c, next)));
 
   app.onError((err, c) => {
     c.get('ctx')?.log.error({ err }, 'unhandled error');
@@ -113,14 +118,18 @@ export function createApp(deps: Deps) {
     return c.body(bytes, 200, { 'content-type': type, 'cache-control': 'public, max-age=86400' });
   });
 
-  app.all('/trpc/*', (c) =>
-    fetchRequestHandler({
-      endpoint: '/trpc',
-      req: c.req.raw,
-      router: appRouter,
-      createContext: () => c.get('ctx'),
-    }),
-  );
+  app.all('/trpc/*', async (c) => {
+    const fast = await handleFastQuery(c.req.raw, new URL(c.req.url), c.get('ctx'));
+    return (
+      fast ??
+      fetchRequestHandler({
+        endpoint: '/trpc',
+        req: c.req.raw,
+        router: appRouter,
+        createContext: () => c.get('ctx'),
+      })
+    );
+  });
 
   app.get('/audit/export', async (c) => {
     const ctx = c.get('ctx');

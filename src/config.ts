@@ -38,6 +38,7 @@ export const envSchema = z.object({
       .optional(),
   ),
   DATABASE_POOL_SIZE: int(10, 1, 200),
+  DATABASE_PREPARED_STATEMENTS: bool(true),
   LOG_LEVEL: z
     .string()
     .default('info')
@@ -80,7 +81,7 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
-  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number };
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number; preparedStatements: boolean };
   logLevel: Env['LOG_LEVEL'];
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
@@ -136,7 +137,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     port: e.PORT,
     dataDir: e.DATA_DIR,
     database: e.DATABASE_URL
-      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, preparedStatements: e.DATABASE_PREPARED_STATEMENTS }
       : { kind: 'pglite', dataDir: `${e.DATA_DIR}/pglite` },
     logLevel: e.LOG_LEVEL,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

@@ -121,6 +121,25 @@ describe('REST and tRPC serve the same router', () => {
     expect(meRest.body).toEqual(meTrpc);
   });
 
+  it('answers single GET queries (fast path) exactly like the standard adapter does in a batch', async () => {
+    const input = encodeURIComponent(JSON.stringify({ id: t.superAdmin.id }));
+    const single = await t.request('GET', `/trpc/users.get?input=${input}`, { token: t.superAdmin.token });
+    const batch = await t.request('GET', `/trpc/users.get?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { id: t.superAdmin.id } }))}`, {
+      token: t.superAdmin.token,
+    });
+    expect(single.status).toBe(200);
+    expect(single.body).toEqual(batch.body[0]);
+    const bad = encodeURIComponent(JSON.stringify({ id: 'nope' }));
+    const singleErr = await t.request('GET', `/trpc/users.get?input=${bad}`, { token: t.superAdmin.token });
+    const batchErr = await t.request('GET', `/trpc/users.get?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { id: 'nope' } }))}`, {
+      token: t.superAdmin.token,
+    });
+    expect(singleErr.status).toBe(400);
+    const strip = (e: any) => ({ ...e, error: { ...e.error, data: { ...e.error.data, problem: { ...e.error.data.problem, request_id: null } } } });
+    expect(strip(singleErr.body)).toEqual(strip(batchErr.body[0]));
+    expect(singleErr.body.error.data.code).toBe('BAD_REQUEST');
+  });
+
   it('works with batched tRPC calls', async () => {
     const client = trpcClient(t.superAdmin.token, true);
     const [me, list] = await Promise.all([client.auth.me.query({}), client.users.list.query({ limit: 1 })]);

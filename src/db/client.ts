@@ -16,7 +16,7 @@ export const MIGRATIONS_FOLDER = process.env.MIGRATIONS_DIR ?? fileURLToPath(new
 
 export type DatabaseConfig =
   | { kind: 'pglite'; dataDir?: string; loadDataDir?: Blob }
-  | { kind: 'postgres'; url: string; poolSize: number };
+  | { kind: 'postgres'; url: string; poolSize: number; preparedStatements?: boolean };
 
 export interface Database {
   db: Db;
@@ -45,12 +45,21 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
+    if (config.preparedStatements) {
+      // drizzle sends every query not built with .prepare() unprepared, which costs postgres.js a second round
+      // trip and PostgreSQL a parse and plan each time. Let postgres.js cache a prepared statement per query text
+      // and connection instead (queries here have a bounded set of shapes). Behind PgBouncer in transaction
+      // mode older than 1.21, set DATABASE_PREPARED_STATEMENTS=false.
+      const unsafe = client.unsafe.bind(client);
+      client.unsafe = ((query: string, args?: unknown[], options?: Record<string, unknown>) =>
+        unsafe(query, args as never, { ...options, prepare: true })) as typeof client.unsafe;
+    }
     const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db;
     const url = new URL(config.url);
     return {
       db,
       kind: 'postgres',
-      describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize})`,
+      describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize}, ${config.preparedStatements ? 'prepared statements' : 'unprepared'})`,
       migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
       ping: async () => {
         await db.execute(sql`select 1`);

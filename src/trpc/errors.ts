@@ -1,21 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
-import { AppError, fieldErrorsFromIssues, problem, type AppErrorCode, type Problem } from '../lib/errors.js';
+import { AppError, fieldErrorsFromIssues, problem, type Problem } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-
-export const TRPC_CODE_OF: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
-  BAD_REQUEST: 'BAD_REQUEST',
-  UNAUTHENTICATED: 'UNAUTHORIZED',
-  FORBIDDEN: 'FORBIDDEN',
-  NOT_FOUND: 'NOT_FOUND',
-  CONFLICT: 'CONFLICT',
-  PRECONDITION_FAILED: 'PRECONDITION_FAILED',
-  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-  UNPROCESSABLE: 'UNPROCESSABLE_CONTENT',
-  RATE_LIMITED: 'TOO_MANY_REQUESTS',
-  INTERNAL: 'INTERNAL_SERVER_ERROR',
-  UNAVAILABLE: 'SERVICE_UNAVAILABLE',
-};
 
 const STATUS_OF_TRPC: Partial<Record<TRPC_ERROR_CODE_KEY, number>> = {
   BAD_REQUEST: 400,
@@ -32,6 +18,11 @@ const STATUS_OF_TRPC: Partial<Record<TRPC_ERROR_CODE_KEY, number>> = {
   TOO_MANY_REQUESTS: 429,
   SERVICE_UNAVAILABLE: 503,
 };
+
+export function trpcCodeForStatus(status: number): TRPC_ERROR_CODE_KEY | undefined {
+  for (const [code, s] of Object.entries(STATUS_OF_TRPC)) if (s === status) return code as TRPC_ERROR_CODE_KEY;
+  return status >= 500 ? 'INTERNAL_SERVER_ERROR' : undefined;
+}
 
 export interface ResolvedProblem {
   problem: Problem;

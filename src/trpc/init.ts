@@ -2,7 +2,8 @@ import { initTRPC } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import type { Permission, ProjectPermission } from '../lib/permissions.js';
 import type { RequestContext } from './context.js';
-import { resolveProblem } from './errors.js';
+import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
+import { resolveProblem, trpcCodeForStatus } from './errors.js';
 
 export type Access =
   | { kind: 'public' }
@@ -31,10 +32,12 @@ export const t = initTRPC
     isDev: false,
     errorFormatter({ shape, error, ctx }) {
       const { problem } = resolveProblem(error, ctx?.requestId ?? 'unknown', ctx?.log);
+      // The tRPC code follows the problem's status, so an AppError thrown anywhere keeps its meaning.
+      const code = trpcCodeForStatus(problem.status) ?? shape.data.code;
       return {
         message: problem.detail,
-        code: shape.code,
-        data: { code: shape.data.code, httpStatus: problem.status, path: shape.data.path, problem },
+        code: TRPC_ERROR_CODES_BY_KEY[code],
+        data: { code, httpStatus: problem.status, path: shape.data.path, problem },
       };
     },
   });

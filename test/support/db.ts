@@ -23,7 +23,7 @@ export async function openTestDatabase(): Promise<Database> {
     await admin.end();
     const url = new URL(pg.url);
     url.pathname = `/${name}`;
-    const db = await openDatabase({ kind: 'postgres', url: url.toString(), poolSize: 10 });
+    const db = await openDatabase({ kind: 'postgres', url: url.toString(), poolSize: 10, preparedStatements: true });
     const close = db.close;
     return {
       ...db,

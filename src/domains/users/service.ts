@@ -1,4 +1,5 @@
 import { and, count, desc, eq, ilike, inArray, isNull, lt, ne, or, sql, type SQL } from 'drizzle-orm';
+import { prepared } from '../../db/prepared.js';
 import { refreshTokens } from '../../db/schema/auth.js';
 import { organizations } from '../../db/schema/organizations.js';
 import { users, type Role, type UserRow } from '../../db/schema/users.js';
@@ -15,11 +16,29 @@ import { toUserDto, type CreateUserInput, type ListUsersInput, type UpdateUserIn
 const isSuperAdmin = (ctx: ActorCtx) => ctx.actor.role === 'super_admin';
 
 
+// The single-user reads are the hottest queries: prepared once per pool (see db/prepared.ts).
+const userById = (ctx: ActorCtx) =>
+  prepared(ctx.db, ctx.deps.db, 'users_by_id', (db) => db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare('users_by_id'));
+const userByIdInOrg = (ctx: ActorCtx) =>
+  prepared(ctx.db, ctx.deps.db, 'users_by_id_in_org', (db) =>
+    db
+      .select()
+      .from(users)
+      .where(and(eq(users.id, sql.placeholder('id')), eq(users.organizationId, sql.placeholder('org'))))
+      .prepare('users_by_id_in_org'),
+  );
+
 /** A user the actor may see: same organisation, or any organisation for a super admin. Otherwise 404. */
 async function findVisibleUser(ctx: ActorCtx, id: string, lock = false): Promise<UserRow> {
-  const scope = isSuperAdmin(ctx) ? eq(users.id, id) : and(eq(users.id, id), eq(users.organizationId, ctx.actor.organizationId));
-  const query = ctx.db.select().from(users).where(scope);
-  const [row] = lock ? await query.for('update') : await query;
+  const statement = lock ? undefined : isSuperAdmin(ctx) ? userById(ctx) : userByIdInOrg(ctx);
+  let row: UserRow | undefined;
+  if (statement) {
+    [row] = await statement.execute({ id, org: ctx.actor.organizationId });
+  } else {
+    const scope = isSuperAdmin(ctx) ? eq(users.id, id) : and(eq(users.id, id), eq(users.organizationId, ctx.actor.organizationId));
+    const query = ctx.db.select().from(users).where(scope);
+    [row] = lock ? await query.for('update') : await query;
+  }
   if (!row) throw notFound('user');
   return row;
 }

@@ -1,0 +1,531 @@
+/**
+ * `npm run bench`: authenticated single-row read (GET a user by id) through the real service, over REST
+ * and over tRPC, against a raw Hono + jose + postgres.js handler doing the same token verification and
+ * the same SQL (bench/raw-server.ts). One run on PostgreSQL:
+ *
+ *   1. creates a fresh database budapp_bench_<random> (dropped at the end, also on failure or Ctrl-C);
+ *   2. starts the service (src/main.ts, NODE_ENV=production) and the raw server as child processes;
+ *   3. signs in as the super admin, creates one user to read, checks that all three targets answer the
+ *      same JSON for that user;
+ *   4. loads each target with autocannon (warm-up, then a measured run), interleaved over several rounds;
+ *   5. prints requests/s, p50 and p99 (mean over rounds) and the ratios REST/raw and tRPC/raw.
+ *
+ * Env (all optional):
+ *   BENCH_DATABASE_URL  admin connection used to create/drop the bench database
+ *                       (default postgres://postgres@127.0.0.1:5432/postgres)
+ *   BENCH_DURATION      measured seconds per target per round (default 8)
+ *   BENCH_WARMUP        warm-up seconds before each measured run (default 2)
+ *   BENCH_CONNECTIONS   concurrent autocannon connections (default 32)
+ *   BENCH_ROUNDS        interleaved rounds (default 2)
+ *   BENCH_TARGETS       comma list among rest,trpc,raw (default all three)
+ *   BENCH_CPU_PROF      a directory: run both servers with --cpu-prof, profiles written there on exit
+ *                       (summarise with `npx tsx bench/profile-summary.ts <file.cpuprofile>`)
+ *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
+ *   BENCH_MIN_RATIO     the target ratio (default 0.9)
+ *   BENCH_ENFORCE       1: exit 1 when a ratio is below BENCH_MIN_RATIO (non-200 answers always fail)
+ */
+import autocannon from 'autocannon';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function envNumber(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const settings = {
+  adminUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+  duration: envNumber('BENCH_DURATION', 8, 1),
+  warmup: envNumber('BENCH_WARMUP', 2, 0),
+  connections: envNumber('BENCH_CONNECTIONS', 32, 1),
+  rounds: envNumber('BENCH_ROUNDS', 2, 1),
+  minRatio: envNumber('BENCH_MIN_RATIO', 0.9, 0),
+  enforce: process.env.BENCH_ENFORCE === '1' || process.env.BENCH_ENFORCE === 'true',
+  cpuProfDir: process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined,
+  rawPrepare: process.env.BENCH_RAW_PREPARE !== 'false',
+};
+
+type TargetName = 'rest' | 'trpc' | 'raw';
+const TARGET_LABEL: Record<TargetName, string> = { rest: 'REST  GET /users/{id}', trpc: 'tRPC  GET /trpc/users.get', raw: 'raw   GET /users/{id}' };
+const selectedTargets = (process.env.BENCH_TARGETS ?? 'rest,trpc,raw')
+  .split(',')
+  .map((s) => s.trim().toLowerCase())
+  .filter(Boolean) as TargetName[];
+for (const t of selectedTargets) if (!(t in TARGET_LABEL)) throw new Error(`BENCH_TARGETS: unknown target ${t}`);
+
+const SUPER_EMAIL = 'bench-admin@example.test';
+const SUPER_PASSWORD = `bench-${randomBytes(12).toString('hex')}`;
+const USER_PASSWORD = `user-${randomBytes(12).toString('hex')}`;
+
+// ---------------------------------------------------------------------------------------------- output
+
+const startedAt = Date.now();
+const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(1).padStart(5)}s`;
+const phase = (msg: string) => process.stdout.write(`[bench ${elapsed()}] ${msg}\n`);
+
+// --------------------------------------------------------------------------------------------- cleanup
+
+const cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
+let cleaning: Promise<void> | undefined;
+
+function onCleanup(name: string, fn: () => Promise<void> | void) {
+  cleanups.push({ name, fn });
+}
+
+/** Runs the registered clean-ups once, newest first; each failure is reported and the rest still run. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const { name, fn } of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        process.stderr.write(`[bench] clean-up "${name}" failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+let interrupted = false;
+/** The autocannon run in progress, stopped first on Ctrl-C so the servers can drain and exit. */
+let activeLoad: autocannon.Instance | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\n[bench] ${signal} received: stopping the load, the servers, and dropping the bench database\n`);
+    activeLoad?.stop();
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// -------------------------------------------------------------------------------------------- children
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  /** Last lines of output, for error reports. */
+  tail: string[];
+  exited: Promise<number | null>;
+}
+
+function startChild(name: string, script: string, env: Record<string, string>): Child {
+  const nodeArgs = ['--import', 'tsx'];
+  if (settings.cpuProfDir) {
+    const dir = join(settings.cpuProfDir, name);
+    mkdirSync(dir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+  }
+  const proc = spawn(process.execPath, [...nodeArgs, script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const tail: string[] = [];
+  const collect = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      tail.push(line);
+      if (tail.length > 40) tail.shift();
+      // Servers run at LOG_LEVEL=warn: anything they print is worth seeing.
+      process.stderr.write(`[${name}] ${line}\n`);
+    }
+  };
+  proc.stdout!.on('data', collect);
+  proc.stderr!.on('data', collect);
+  const exited = new Promise<number | null>((resolveExit) => proc.once('exit', (code) => resolveExit(code)));
+  const child = { name, proc, tail, exited };
+  onCleanup(`stop ${name}`, () => stopChild(child));
+  return child;
+}
+
+async function stopChild(child: Child): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill('SIGTERM');
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), 8_000);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Polls `url` until `ok(status)`; fails early if the child exits. */
+async function waitFor(child: Child, url: string, ok: (status: number) => boolean, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void child.exited.then((code) => (exitCode = code));
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      throw new Error(`${child.name} exited with code ${exitCode} before it was ready:\n  ${child.tail.join('\n  ')}`);
+    }
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      await res.arrayBuffer();
+      if (ok(res.status)) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${child.name} not ready at ${url} after ${timeoutMs / 1000}s (${last}):\n  ${child.tail.join('\n  ')}`);
+}
+
+// ----------------------------------------------------------------------------------------------- HTTP
+
+async function call(method: string, url: string, token?: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+function expectStatus(what: string, res: { status: number; text: string }, status: number) {
+  if (res.status !== status) throw new Error(`${what}: expected HTTP ${status}, got ${res.status}: ${res.text.slice(0, 500)}`);
+}
+
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_k, v) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+  );
+
+// --------------------------------------------------------------------------------------------- loading
+
+interface Measurement {
+  target: TargetName;
+  round: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  /** CPU time (user + system, all threads) the serving process spent per request, µs; undefined off Linux. */
+  cpuUsPerReq?: number;
+}
+
+/** utime + stime of a process in µs, from /proc (Linux; clock ticks are 100 Hz there). */
+function processCpuUs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+function load(url: string, headers: Record<string, string>, duration: number): Promise<autocannon.Result> {
+  if (interrupted) return Promise.reject(new Error('interrupted'));
+  return new Promise((resolveRun, reject) => {
+    activeLoad = autocannon({ url, headers, connections: settings.connections, duration, timeout: 10 }, (err, result) => {
+      activeLoad = undefined;
+      if (interrupted) reject(new Error('interrupted'));
+      else if (err) reject(err);
+      else resolveRun(result);
+    });
+  });
+}
+
+/** Every answer must be a 200: anything else (or a socket error or timeout) fails the run loudly. */
+function assertAll200(what: string, r: autocannon.Result) {
+  const codes = Object.entries(r.statusCodeStats).filter(([code]) => code !== '200');
+  if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0 || codes.length > 0) {
+    const detail = Object.entries(r.statusCodeStats)
+      .map(([code, s]) => `${code}: ${s.count}`)
+      .join(', ');
+    throw new Error(
+      `${what}: not every response was a 200 — non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} (status codes ${detail || 'none'})`,
+    );
+  }
+  if (r.requests.total === 0) throw new Error(`${what}: no request completed`);
+}
+
+// ----------------------------------------------------------------------------------------------- table
+
+function table(headers: string[], rows: string[][], rightAlign: boolean[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cells: string[]) =>
+    `| ${cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (rightAlign[i] ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;
+  return [fmt(headers), sep, ...rows.map(fmt)].join('\n');
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** The commit measured, and whether src/ had uncommitted changes; undefined outside a git checkout. */
+function codeVersion(): string | undefined {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'drizzle', 'package.json') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes in src/' : ''}`;
+  } catch {
+    return undefined;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ main
+
+async function main(): Promise<number> {
+  const loadAtStart = os.loadavg()[0]!;
+  if (loadAtStart > os.cpus().length * 0.5) {
+    phase(`warning: 1-minute load average is ${loadAtStart.toFixed(2)} on ${os.cpus().length} cores before the bench starts; figures will be noisy`);
+  }
+  phase(
+    `settings: ${settings.connections} connections, ${settings.warmup}s warm-up + ${settings.duration}s measured per target, ` +
+      `${settings.rounds} interleaved round(s), targets ${selectedTargets.join(',')}`,
+  );
+
+  // 1. Fresh database.
+  const dbName = `budapp_bench_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(settings.adminUrl, { max: 1, onnotice: () => {} });
+  onCleanup('close admin connection', () => admin.end({ timeout: 5 }));
+  const [{ version: pgVersion }] = (await admin`select current_setting('server_version') as version`) as unknown as [{ version: string }];
+  await admin`create database ${admin(dbName)}`;
+  onCleanup(`drop database ${dbName}`, async () => {
+    await admin`drop database if exists ${admin(dbName)} with (force)`;
+    phase(`dropped database ${dbName}`);
+  });
+  const dbUrl = new URL(settings.adminUrl);
+  dbUrl.pathname = `/${dbName}`;
+  phase(`created database ${dbName} (PostgreSQL ${pgVersion} at ${dbUrl.hostname}:${dbUrl.port || 5432})`);
+
+  // Signing key and data dir in a temp dir.
+  const tmp = mkdtempSync(join(os.tmpdir(), 'budapp-bench-'));
+  onCleanup('remove temp dir', () => rmSync(tmp, { recursive: true, force: true }));
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const privateKeyFile = join(tmp, 'jwt-ed25519.pem');
+  const publicKeyFile = join(tmp, 'jwt-ed25519.pub.pem');
+  writeFileSync(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o600 });
+  // Production also wants the audit checkpoint key (a separate Ed25519 key); older builds ignore the variable.
+  const auditKeyFile = join(tmp, 'audit-ed25519.pem');
+  writeFileSync(auditKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+
+  // 2. The service.
+  const servicePort = await freePort();
+  const service = startChild('service', 'src/main.ts', {
+    NODE_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(servicePort),
+    DATA_DIR: join(tmp, 'data'),
+    DATABASE_URL: dbUrl.toString(),
+    JWT_PRIVATE_KEY_FILE: privateKeyFile,
+    APP_API_TOKEN: randomBytes(32).toString('hex'),
+    AUDIT_SIGNING_KEY_FILE: auditKeyFile,
+    SUPER_USER_EMAIL: SUPER_EMAIL,
+    SUPER_USER_PASSWORD: SUPER_PASSWORD,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_ENABLED: 'false',
+    SHUTDOWN_TIMEOUT_MS: '3000',
+  });
+  const serviceBase = `http://127.0.0.1:${servicePort}`;
+  phase(`starting service (pid ${service.proc.pid}) on ${serviceBase}, waiting for /ready`);
+  await waitFor(service, `${serviceBase}/ready`, (s) => s === 200);
+  phase('service ready');
+
+  // 3. The raw baseline.
+  const rawPort = await freePort();
+  const raw = startChild('raw', 'bench/raw-server.ts', {
+    NODE_ENV: 'production',
+    PORT: String(rawPort),
+    DATABASE_URL: dbUrl.toString(),
+    JWT_PUBLIC_KEY_FILE: publicKeyFile,
+    RAW_POOL_SIZE: '10',
+    RAW_PREPARE: String(settings.rawPrepare),
+  });
+  const rawBase = `http://127.0.0.1:${rawPort}`;
+  phase(`starting raw server (pid ${raw.proc.pid}) on ${rawBase}${settings.rawPrepare ? '' : ' (unprepared statements)'}`);
+  await waitFor(raw, `${rawBase}/users/00000000-0000-0000-0000-000000000000`, (s) => s === 401);
+  phase('raw server ready');
+
+  // Sign in, create the user to read.
+  const signIn = async () => {
+    const login = await call('POST', `${serviceBase}/auth/login`, undefined, { email: SUPER_EMAIL, password: SUPER_PASSWORD });
+    expectStatus('POST /auth/login', login, 200);
+    return { token: login.json.access_token as string, expiresAt: Date.now() + (login.json.expires_in as number) * 1000 };
+  };
+  let session = await signIn();
+  const token = session.token;
+  const created = await call('POST', `${serviceBase}/users`, token, {
+    email: 'bench-reader@example.test',
+    name: 'Bench Reader',
+    role: 'developer',
+    password: USER_PASSWORD,
+  });
+  expectStatus('POST /users', created, 201);
+  const userId: string = created.json.id;
+  phase(`signed in as ${SUPER_EMAIL}; created user ${userId} to read`);
+
+  const urls: Record<TargetName, string> = {
+    rest: `${serviceBase}/users/${userId}`,
+    trpc: `${serviceBase}/trpc/users.get?input=${encodeURIComponent(JSON.stringify({ id: userId }))}`,
+    raw: `${rawBase}/users/${userId}`,
+  };
+  let headers = { authorization: `Bearer ${token}` };
+
+  // The three must answer the same user, or the comparison is meaningless.
+  const rest = await call('GET', urls.rest, token);
+  const trpc = await call('GET', urls.trpc, token);
+  const rawRes = await call('GET', urls.raw, token);
+  expectStatus('REST GET /users/{id}', rest, 200);
+  expectStatus('tRPC users.get', trpc, 200);
+  expectStatus('raw GET /users/{id}', rawRes, 200);
+  const bodies = { rest: canonical(rest.json), trpc: canonical(trpc.json?.result?.data), raw: canonical(rawRes.json) };
+  if (bodies.rest !== bodies.trpc || bodies.rest !== bodies.raw) {
+    throw new Error(`the targets disagree about user ${userId}:\n  REST ${bodies.rest}\n  tRPC ${bodies.trpc}\n  raw  ${bodies.raw}`);
+  }
+  phase(`all three targets answer the same ${rest.text.length}-byte user JSON`);
+
+  // 4. Interleaved rounds; the order rotates each round so no target always runs first or last.
+  const measurements: Measurement[] = [];
+  for (let round = 1; round <= settings.rounds; round++) {
+    const order = selectedTargets.map((_, i) => selectedTargets[(i + round - 1) % selectedTargets.length]!);
+    for (const target of order) {
+      const tag = `round ${round}/${settings.rounds} ${TARGET_LABEL[target].padEnd(25)}`;
+      // Access tokens live at most 15 minutes: sign in again (between runs, never during one) before this one expires.
+      if (Date.now() + (settings.warmup + settings.duration + 30) * 1000 > session.expiresAt) {
+        session = await signIn();
+        headers = { authorization: `Bearer ${session.token}` };
+        phase('signed in again: the access token was about to expire');
+      }
+      if (settings.warmup > 0) {
+        const w = await load(urls[target], headers, settings.warmup);
+        assertAll200(`${tag} warm-up`, w);
+      }
+      const pid = target === 'raw' ? raw.proc.pid : service.proc.pid;
+      const cpuBefore = processCpuUs(pid);
+      const r = await load(urls[target], headers, settings.duration);
+      const cpuAfter = processCpuUs(pid);
+      assertAll200(tag, r);
+      const m: Measurement = {
+        target,
+        round,
+        rps: r.requests.total / r.duration,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        requests: r.requests.total,
+        cpuUsPerReq: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.requests.total : undefined,
+      };
+      measurements.push(m);
+      const cpu = m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`;
+      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${cpu}  (${m.requests} × 200)`);
+    }
+  }
+
+  // 5. Report.
+  const summary = selectedTargets.map((target) => {
+    const ms = measurements.filter((m) => m.target === target);
+    return {
+      target,
+      rps: mean(ms.map((m) => m.rps)),
+      p50: mean(ms.map((m) => m.p50)),
+      p99: mean(ms.map((m) => m.p99)),
+      perRound: ms.map((m) => m.rps),
+      requests: ms.reduce((a, m) => a + m.requests, 0),
+      cpuUsPerReq: ms.every((m) => m.cpuUsPerReq !== undefined) ? mean(ms.map((m) => m.cpuUsPerReq!)) : undefined,
+    };
+  });
+  const rawSummary = summary.find((s) => s.target === 'raw');
+  const cpus = os.cpus();
+  const lines: string[] = [];
+  lines.push('');
+  lines.push(`budapp bench — authenticated single-user read (GET a user by id), ${new Date().toString()}`);
+  lines.push(
+    `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
+      `${os.type()} ${os.release()}; node ${process.version}; PostgreSQL ${pgVersion}`,
+  );
+  const version = codeVersion();
+  if (version) lines.push(`code: ${version}`);
+  lines.push(`1-minute load average: ${loadAtStart.toFixed(2)} before the run, ${os.loadavg()[0]!.toFixed(2)} at the end (the end figure includes the bench itself)`);
+  lines.push(
+    `load: autocannon, ${settings.connections} connections, ${settings.duration}s measured (+${settings.warmup}s warm-up) per target per round, ` +
+      `${settings.rounds} round(s) interleaved; figures are the MEAN over rounds`,
+  );
+  lines.push('');
+  lines.push(
+    table(
+      ['target', 'req/s', 'p50 ms', 'p99 ms', 'vs raw', 'req/s per round', 'server CPU µs/req', 'requests (all 200)'],
+      summary.map((s) => [
+        TARGET_LABEL[s.target],
+        s.rps.toFixed(0),
+        s.p50.toFixed(1),
+        s.p99.toFixed(1),
+        rawSummary ? (s.rps / rawSummary.rps).toFixed(2) : '-',
+        s.perRound.map((x) => x.toFixed(0)).join(' / '),
+        s.cpuUsPerReq === undefined ? '-' : s.cpuUsPerReq.toFixed(0),
+        String(s.requests),
+      ]),
+      [false, true, true, true, true, true, true, true],
+    ),
+  );
+  lines.push('');
+  let below = false;
+  if (rawSummary) {
+    for (const s of summary) {
+      if (s.target === 'raw') continue;
+      const ratio = s.rps / rawSummary.rps;
+      const ok = ratio >= settings.minRatio;
+      below ||= !ok;
+      const cpuRatio =
+        s.cpuUsPerReq !== undefined && rawSummary.cpuUsPerReq !== undefined
+          ? `; by server CPU per request raw/${s.target === 'rest' ? 'REST' : 'tRPC'} = ${(rawSummary.cpuUsPerReq / s.cpuUsPerReq).toFixed(2)}`
+          : '';
+      lines.push(
+        `${s.target === 'rest' ? 'REST/raw' : 'tRPC/raw'} = ${ratio.toFixed(3)}  (req/s; target >= ${settings.minRatio}: ${ok ? 'met' : 'NOT MET'})${cpuRatio}`,
+      );
+    }
+  } else {
+    lines.push('(raw target not selected: no ratios)');
+  }
+  lines.push(
+    'note: server, raw server and load generator share this machine\'s cores; compare ratios within one run, not absolute figures across machines.',
+  );
+  process.stdout.write(`${lines.join('\n')}\n\n`);
+  if (below && settings.enforce) return 1;
+  return 0;
+}
+
+main()
+  .then(
+    async (code) => {
+      await cleanup();
+      if (settings.cpuProfDir) phase(`CPU profiles written under ${settings.cpuProfDir}`);
+      process.exit(code);
+    },
+    async (err: unknown) => {
+      if (interrupted) return; // the signal handler cleans up and exits
+      process.stderr.write(`\n[bench] FAILED: ${err instanceof Error ? err.message : String(err)}\n`);
+      await cleanup();
+      process.exit(1);
+    },
+  );
