@@ -1,8 +1,8 @@
-import { and, asc, desc, eq, gt, ilike, lt, ne, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, ilike, lt, ne, sql, type SQL } from 'drizzle-orm';
 import { projectMembers, projects, type ProjectRow } from '../../db/schema/projects.js';
 import { users } from '../../db/schema/users.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
-import { decodeCursor, encodeCursor } from '../../lib/pagination.js';
+import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx } from '../service-ctx.js';
@@ -29,31 +29,35 @@ const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.descr
 
 /**
  * Organisation admins list every project of their organisation; everyone else the projects they are a member
- * of. Keyset pagination on id (UUIDv7) from an index in both cases: (organization_id, status, id) for admins,
- * (user_id, project_id) for members.
+ * of. Both are keyset pages on id (UUIDv7, newest first) read from an index: (organization_id, status, id)
+ * for admins, (user_id, project_id) for members — test/projects-plan.test.ts checks the plans.
  */
-export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
+export function projectListQuery(ctx: ActorCtx, input: ListProjectsInput) {
   const after = decodeCursor(input.cursor);
   const filters: (SQL | undefined)[] = [
     eq(projects.organizationId, ctx.actor.organizationId),
     eq(projects.status, input.status),
     input.search ? ilike(projects.name, likePattern(input.search)) : undefined,
-    after ? lt(projects.id, after) : undefined,
   ];
-  const rows = isOrganizationAdmin(ctx.actor.role)
-    ? await ctx.db.select().from(projects).where(and(...filters)).orderBy(desc(projects.id)).limit(input.limit + 1)
-    : (
-        await ctx.db
-          .select({ project: projects })
-          .from(projectMembers)
-          .innerJoin(projects, eq(projects.id, projectMembers.projectId))
-          .where(and(eq(projectMembers.userId, ctx.actor.userId), after ? lt(projectMembers.projectId, after) : undefined, ...filters))
-          .orderBy(desc(projectMembers.projectId))
-          .limit(input.limit + 1)
-      ).map((r) => r.project);
-  const hasMore = rows.length > input.limit;
-  const page = rows.slice(0, input.limit);
-  return { items: page.map(toProjectDto), next_cursor: hasMore ? encodeCursor(page.at(-1)!.id) : null };
+  if (isOrganizationAdmin(ctx.actor.role)) {
+    return ctx.db
+      .select()
+      .from(projects)
+      .where(and(...filters, after ? lt(projects.id, after) : undefined))
+      .orderBy(desc(projects.id))
+      .limit(input.limit + 1);
+  }
+  return ctx.db
+    .select(getTableColumns(projects))
+    .from(projectMembers)
+    .innerJoin(projects, eq(projects.id, projectMembers.projectId))
+    .where(and(eq(projectMembers.userId, ctx.actor.userId), after ? lt(projectMembers.projectId, after) : undefined, ...filters))
+    .orderBy(desc(projectMembers.projectId))
+    .limit(input.limit + 1);
+}
+
+export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
+  return toPage(await projectListQuery(ctx, input), input.limit, toProjectDto);
 }
 
 export async function createProject(ctx: ActorCtx, input: CreateProjectInput) {
