@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ROLES } from '../src/db/schema/users.js';
-import { permissionMatrixMarkdown } from '../src/lib/permissions-doc.js';
+import { permissionMatrixMarkdown, projectRoleMatrixMarkdown } from '../src/lib/permissions-doc.js';
 import { PERMISSIONS, ROLE_PERMISSIONS, ROLE_RANK, roleHas } from '../src/lib/permissions.js';
 
 describe('permission matrix', () => {
-  it('is what docs/permissions.md shows', () => {
+  it('is what docs/permissions.md shows, for organisation and project roles', () => {
     const doc = readFileSync(new URL('../docs/permissions.md', import.meta.url), 'utf8');
-    const block = doc.split('<!-- matrix:start')[1]!.split('\n').slice(1).join('\n').split('<!-- matrix:end -->')[0]!.trim();
-    expect(block).toBe(permissionMatrixMarkdown());
+    const block = (name: string) => doc.split(`<!-- ${name}:start`)[1]!.split('\n').slice(1).join('\n').split(`<!-- ${name}:end -->`)[0]!.trim();
+    expect(block('matrix')).toBe(permissionMatrixMarkdown());
+    expect(block('project-matrix')).toBe(projectRoleMatrixMarkdown());
   });
 
   it('gives super admins and admins every permission of the roles below them', () => {
