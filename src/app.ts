@@ -8,6 +8,7 @@ import type { Deps } from './deps.js';
 import { AppError, fieldErrorsFromIssues, forbidden, problem } from './lib/errors.js';
 import { roleHas } from './lib/permissions.js';
 import { ExportInput, exportAudit } from './domains/audit/export.js';
+import { oauthCallback, oauthStart } from './domains/auth/keycloak.js';
 import { serviceCtxFor } from './domains/service-ctx.js';
 import { problemResponse } from './trpc/errors.js';
 import { recordAccessDenied } from './trpc/procedures.js';
@@ -100,9 +101,11 @@ export function createApp(deps: Deps) {
       return problemJson(c, 503, 'The database is not reachable');
     }
     if (!(await deps.database.migrationsCurrent())) return problemJson(c, 503, 'Database migrations are not current');
-    return c.json({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
+    if (deps.keycloak && !(await deps.keycloak.ready())) return problemJson(c, 503, 'The identity provider is not reachable');
+    return c.json({ status: 'ready', checks: { database: 'ok', migrations: 'current', ...(deps.keycloak ? { identity_provider: 'ok' } : {}) } });
   });
   app.get('/.well-known/jwks.json', (c) => {
+    if (deps.keycloak) return problemJson(c, 404, 'Tokens are issued by the identity provider; see its JWKS');
     c.header('cache-control', 'public, max-age=300');
     return c.json(deps.tokens.jwks);
   });
@@ -129,6 +132,29 @@ export function createApp(deps: Deps) {
         createContext: () => c.get('ctx'),
       })
     );
+  });
+
+  const oauthDisabled = (c: Context<Env>) => problemJson(c, 404, 'OAuth sign-in is available only with KEYCLOAK_URL');
+  app.get('/auth/oauth/login', async (c) => {
+    if (!deps.keycloak) return oauthDisabled(c);
+    const ctx = c.get('ctx');
+    try {
+      return c.redirect(await oauthStart(serviceCtxFor(ctx, null)), 302);
+    } catch (err) {
+      return problemResponse(err, ctx.requestId, ctx.log);
+    }
+  });
+  app.get('/auth/oauth/callback', async (c) => {
+    if (!deps.keycloak) return oauthDisabled(c);
+    const ctx = c.get('ctx');
+    try {
+      const q = c.req.query();
+      const result = await oauthCallback(serviceCtxFor(ctx, null), { code: q.code, state: q.state, error: q.error });
+      c.header('cache-control', 'no-store');
+      return result.kind === 'redirect' ? c.redirect(result.location, 302) : c.json(result.tokens);
+    } catch (err) {
+      return problemResponse(err, ctx.requestId, ctx.log);
+    }
   });
 
   app.get('/audit/export', async (c) => {

@@ -67,6 +67,20 @@ export const envSchema = z.object({
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(60, 0, 86_400),
 
+  KEYCLOAK_URL: optionalText.pipe(z.url('must be an http(s) URL').optional()),
+  KEYCLOAK_REALM: z.string().min(1).default('bud'),
+  KEYCLOAK_CLIENT_ID: optionalText,
+  KEYCLOAK_CLIENT_SECRET: optionalText,
+  KEYCLOAK_AUDIENCE: optionalText,
+  KEYCLOAK_ALGORITHMS: z.string().default('RS256,PS256,ES256'),
+  KEYCLOAK_ROLE_CLAIMS: z.string().default('realm_access.roles,resource_access.{client_id}.roles'),
+  KEYCLOAK_ORGANIZATION_CLAIM: z.string().default('organization'),
+  KEYCLOAK_DEFAULT_ROLE: z.enum(['admin', 'devops', 'developer', 'tester']).default('developer'),
+  KEYCLOAK_PASSWORD_GRANT: bool(true),
+  KEYCLOAK_TIMEOUT_MS: int(5000, 100, 60_000),
+  OIDC_REDIRECT_URI: optionalText.pipe(z.url('must be an http(s) URL').optional()),
+  FRONTEND_URL: optionalText.pipe(z.url('must be an http(s) URL').optional()),
+
   RATE_LIMIT_ENABLED: bool(true),
   LOGIN_RATE_LIMIT_PER_IP: int(20, 1, 100_000),
   LOGIN_RATE_LIMIT_PER_ACCOUNT: int(10, 1, 100_000),
@@ -105,6 +119,25 @@ export interface Config {
     checkpointIntervalSeconds: number;
   };
   rateLimit: { enabled: boolean; loginPerIp: number; loginPerAccount: number; windowSeconds: number };
+  /** Set when KEYCLOAK_URL is: the identity provider is Keycloak (or any OpenID provider) instead of the local issuer. */
+  keycloak?: KeycloakConfig;
+  frontendUrl?: string;
+}
+
+export interface KeycloakConfig {
+  url: string;
+  realm: string;
+  issuerUrl: string;
+  clientId: string;
+  clientSecret: string;
+  audience: string;
+  algorithms: string[];
+  roleClaims: string[];
+  organizationClaim: string;
+  defaultRole: 'admin' | 'devops' | 'developer' | 'tester';
+  passwordGrant: boolean;
+  timeoutMs: number;
+  redirectUri: string;
 }
 
 /** Parses the environment once. Throws ConfigError naming every bad variable. */
@@ -116,9 +149,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   }
   const e = parsed.data;
   const isProduction = e.NODE_ENV === 'production';
+  if (e.KEYCLOAK_URL && (!e.KEYCLOAK_CLIENT_ID || !e.KEYCLOAK_CLIENT_SECRET)) {
+    throw new ConfigError('KEYCLOAK_URL is set, so KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET are required');
+  }
   if (isProduction) {
     const missing: string[] = [];
-    if (!e.JWT_PRIVATE_KEY && !e.JWT_PRIVATE_KEY_FILE) missing.push('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (signing key)');
+    if (!e.KEYCLOAK_URL && !e.JWT_PRIVATE_KEY && !e.JWT_PRIVATE_KEY_FILE) missing.push('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (signing key)');
     if (!e.APP_API_TOKEN) missing.push('APP_API_TOKEN (internal service token)');
     if (!e.AUDIT_SIGNING_KEY && !e.AUDIT_SIGNING_KEY_FILE) missing.push('AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE (audit checkpoint key)');
     if (missing.length > 0) {
@@ -165,6 +201,24 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       checkpointEvery: e.AUDIT_CHECKPOINT_EVERY,
       checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS,
     },
+    keycloak: e.KEYCLOAK_URL
+      ? {
+          url: e.KEYCLOAK_URL.replace(/\/+$/, ''),
+          realm: e.KEYCLOAK_REALM,
+          issuerUrl: `${e.KEYCLOAK_URL.replace(/\/+$/, '')}/realms/${encodeURIComponent(e.KEYCLOAK_REALM)}`,
+          clientId: e.KEYCLOAK_CLIENT_ID!,
+          clientSecret: e.KEYCLOAK_CLIENT_SECRET!,
+          audience: e.KEYCLOAK_AUDIENCE ?? e.KEYCLOAK_CLIENT_ID!,
+          algorithms: e.KEYCLOAK_ALGORITHMS.split(',').map((a) => a.trim()).filter(Boolean),
+          roleClaims: e.KEYCLOAK_ROLE_CLAIMS.split(',').map((c) => c.trim().replace('{client_id}', e.KEYCLOAK_CLIENT_ID!)).filter(Boolean),
+          organizationClaim: e.KEYCLOAK_ORGANIZATION_CLAIM,
+          defaultRole: e.KEYCLOAK_DEFAULT_ROLE,
+          passwordGrant: e.KEYCLOAK_PASSWORD_GRANT,
+          timeoutMs: e.KEYCLOAK_TIMEOUT_MS,
+          redirectUri: e.OIDC_REDIRECT_URI ?? `http://localhost:${e.PORT}/auth/oauth/callback`,
+        }
+      : undefined,
+    frontendUrl: e.FRONTEND_URL,
     rateLimit: {
       enabled: e.RATE_LIMIT_ENABLED,
       loginPerIp: e.LOGIN_RATE_LIMIT_PER_IP,

@@ -7,7 +7,9 @@ import { createRateLimiter, type RateLimiter } from './lib/rate-limit.js';
 import type { Cache } from './platform/cache/cache.js';
 import { createMemoryCache } from './platform/cache/memory.js';
 import { LocalTokenIssuer, loadSigningKey } from './platform/identity/local-issuer.js';
-import { createAuthenticator, type Authenticator } from './domains/auth/authenticator.js';
+import { createAuthenticator, type Authenticator, type TokenVerifier } from './domains/auth/authenticator.js';
+import { resolveKeycloakUser } from './domains/auth/keycloak.js';
+import { KeycloakClient } from './platform/identity/keycloak.js';
 import { loadAuditSigner, type AuditSigner } from './platform/audit/signer.js';
 
 /** Everything the service needs from the outside world, wired once by createDeps and passed down explicitly. */
@@ -23,6 +25,8 @@ export interface Deps {
   tokens: LocalTokenIssuer;
   authenticator: Authenticator;
   auditSigner: AuditSigner;
+  /** Set when KEYCLOAK_URL is: Keycloak is the identity provider (tokens is then unused). */
+  keycloak?: KeycloakClient;
 }
 
 export interface DepsOverrides {
@@ -67,9 +71,21 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     tokens,
     auditSigner,
   };
-  const deps: Deps = { ...partial, authenticator: createAuthenticator(partial) };
+  const keycloak = config.keycloak ? new KeycloakClient(config.keycloak, clock) : undefined;
+  const verifier: TokenVerifier = keycloak
+    ? { verify: (token) => keycloak.verifyAccessToken(token), resolveUser: (token) => resolveKeycloakUser(deps, token) }
+    : { verify: (token) => tokens.verify(token), resolveUser: async (token) => token.subject };
+  const deps: Deps = { ...partial, keycloak, authenticator: createAuthenticator({ ...partial, verifier }) };
   log.info({ adapter: 'database', implementation: database.describe }, 'adapter selected');
-  log.info({ adapter: 'identity', implementation: `local issuer (EdDSA, kid ${signingKey.kid}, key from ${signingKey.origin})` }, 'adapter selected');
+  log.info(
+    {
+      adapter: 'identity',
+      implementation: keycloak
+        ? `Keycloak over OIDC at ${config.keycloak!.issuerUrl} (client ${config.keycloak!.clientId}; password grant ${config.keycloak!.passwordGrant ? 'on' : 'off'})`
+        : `local issuer (EdDSA, kid ${signingKey.kid}, key from ${signingKey.origin})`,
+    },
+    'adapter selected',
+  );
   log.info({ adapter: 'audit_signer', implementation: `Ed25519 ${auditSigner.keyId} (key from ${auditSigner.origin})` }, 'adapter selected');
   log.info({ adapter: 'cache', implementation: cache.kind }, 'adapter selected');
   log.info(

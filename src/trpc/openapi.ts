@@ -45,6 +45,43 @@ function queryParameters(schema: z.ZodObject): Json[] {
 
 /** Operations served by plain Hono routes, documented by hand so the document stays complete. */
 const handWrittenPaths: Json = {
+  '/auth/oauth/login': {
+    get: {
+      operationId: 'auth-oauth-login',
+      summary: 'Start sign-in at the identity provider (authorization code + PKCE S256); Keycloak mode only',
+      tags: ['auth'],
+      security: [],
+      'x-permission': 'public',
+      responses: {
+        302: { description: 'Redirect to the provider’s authorization endpoint', headers: { Location: { schema: { type: 'string' } } } },
+        404: { $ref: '#/components/responses/Problem404' },
+        503: { $ref: '#/components/responses/Problem503' },
+      },
+    },
+  },
+  '/auth/oauth/callback': {
+    get: {
+      operationId: 'auth-oauth-callback',
+      summary: 'Finish sign-in: checks state (single use, 10 min) and the ID token’s nonce; returns the token pair, or redirects to FRONTEND_URL with a one-time code',
+      tags: ['auth'],
+      security: [],
+      'x-permission': 'public',
+      parameters: [
+        { in: 'query', name: 'code', required: false, schema: { type: 'string' } },
+        { in: 'query', name: 'state', required: false, schema: { type: 'string' } },
+        { in: 'query', name: 'error', required: false, schema: { type: 'string' } },
+      ],
+      responses: {
+        200: { description: 'Signed in', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenResponse' } } } },
+        302: { description: 'Redirect to FRONTEND_URL?code=<one-time code for POST /auth/oauth/exchange>', headers: { Location: { schema: { type: 'string' } } } },
+        400: { $ref: '#/components/responses/Problem400' },
+        401: { $ref: '#/components/responses/Problem401' },
+        403: { $ref: '#/components/responses/Problem403' },
+        404: { $ref: '#/components/responses/Problem404' },
+        503: { $ref: '#/components/responses/Problem503' },
+      },
+    },
+  },
   '/audit/export': {
     get: {
       operationId: 'audit-export',
@@ -119,7 +156,7 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
     securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
   }) as Json;
 
-  const statuses = new Set<number>([400, 401, 403, 500, 503]);
+  const statuses = new Set<number>([400, 401, 403, 404, 500, 503]);
   const routes = collectRestRoutes(appRouter);
   const versionedPaths = new Set(routes.filter((r) => r.meta.ifMatch).map((r) => r.path));
   for (const route of routes) {

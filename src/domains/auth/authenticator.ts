@@ -5,7 +5,14 @@ import { users, type Role, type UserStatus } from '../../db/schema/users.js';
 import type { Clock } from '../../lib/clock.js';
 import { AppError } from '../../lib/errors.js';
 import type { Cache } from '../../platform/cache/cache.js';
-import type { AccessClaims, LocalTokenIssuer } from '../../platform/identity/local-issuer.js';
+import type { VerifiedAccessToken } from '../../platform/identity/local-issuer.js';
+
+/** How an identity provider plugs in: verify a token, then map its subject to one of our users. */
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifiedAccessToken>;
+  /** Our user id for a verified token (provisioning the user just in time where the provider allows it). */
+  resolveUser(token: VerifiedAccessToken): Promise<string | undefined>;
+}
 
 export interface Principal {
   userId: string;
@@ -34,17 +41,11 @@ const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
  * token expires. That cache only remembers that a signature was valid: the denylist (logout) and the
  * user's current state (role, deactivation) are looked up on every request, so both take effect at once.
  */
-export function createAuthenticator(deps: {
-  config: Config;
-  db: Db;
-  clock: Clock;
-  cache: Cache;
-  tokens: LocalTokenIssuer;
-}): Authenticator {
-  const verified = new Map<string, AccessClaims>();
+export function createAuthenticator(deps: { config: Config; db: Db; clock: Clock; cache: Cache; verifier: TokenVerifier }): Authenticator {
+  const verified = new Map<string, VerifiedAccessToken>();
   const { clockSkewSeconds: skew, accessTokenTtlSeconds: ttl } = deps.config.auth;
 
-  async function claimsOf(token: string): Promise<AccessClaims> {
+  async function claimsOf(token: string): Promise<VerifiedAccessToken> {
     const now = deps.clock.now().getTime() / 1000;
     const hit = verified.get(token);
     if (hit) {
@@ -53,7 +54,7 @@ export function createAuthenticator(deps: {
       verified.delete(token);
       throw unauthenticated();
     }
-    const claims = await deps.tokens.verify(token);
+    const claims = await deps.verifier.verify(token);
     if (verified.size >= VERIFIED_TOKEN_CACHE_SIZE) verified.delete(verified.keys().next().value!);
     verified.set(token, claims);
     return claims;
@@ -79,11 +80,13 @@ export function createAuthenticator(deps: {
     async authenticate(authorization) {
       const match = authorization?.trim().match(/^bearer\s+(\S+)$/i);
       if (!match) throw new AppError('UNAUTHENTICATED', 'Missing bearer token');
-      const claims = await claimsOf(match[1]!);
-      if (await deps.cache.get(`deny:${claims.jti}`)) throw unauthenticated();
-      const state = await userState(claims.sub);
-      if (!state || state.status !== 'active' || state.org !== claims.org) throw unauthenticated();
-      return { userId: claims.sub, organizationId: state.org, role: state.role, jti: claims.jti, exp: claims.exp };
+      const token = await claimsOf(match[1]!);
+      if (await deps.cache.get(`deny:${token.jti}`)) throw unauthenticated();
+      const userId = await deps.verifier.resolveUser(token);
+      const state = userId ? await userState(userId) : undefined;
+      if (!userId || !state || state.status !== 'active') throw unauthenticated();
+      if (token.organizationId !== undefined && state.org !== token.organizationId) throw unauthenticated();
+      return { userId, organizationId: state.org, role: state.role, jti: token.jti, exp: token.exp };
     },
     async forgetUser(userId) {
       await deps.cache.delete(`user:${userId}`);

@@ -31,6 +31,21 @@ export const authRouter = router({
     .output(LogoutResult)
     .mutation(({ ctx, input }) => auth.logout(ctx.svc, input)),
 
+  oauthExchange: anonymousProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/auth/oauth/exchange',
+        tags,
+        summary: 'Trade the one-time code from the OAuth redirect (FRONTEND_URL) for the token pair',
+        protect: false,
+      },
+      errors: [401, 404],
+    })
+    .input(z.strictObject({ code: z.string().min(1).max(200) }))
+    .output(TokenResponse)
+    .mutation(({ ctx, input }) => auth.oauthExchange(ctx.svc, input.code)),
+
   me: authedProcedure
     .meta({ openapi: { method: 'GET', path: '/auth/me', tags, summary: 'The signed-in user, organisation, role and permissions' } })
     .input(z.strictObject({}))

@@ -7,6 +7,7 @@ import { dummyPasswordHash, verifyPassword } from '../../lib/passwords.js';
 import { permissionsOf } from '../../lib/permissions.js';
 import type { LoginFailureReason } from '../../lib/audit/actions.js';
 import { appendAudit, recordAudit } from '../audit/chain.js';
+import { keycloakLogin, keycloakLogout, keycloakRefresh, oauthExchange as keycloakOauthExchange } from './keycloak.js';
 import { getOrganization } from '../organizations/service.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { toOrganizationDto } from '../organizations/schemas.js';
@@ -48,6 +49,7 @@ export async function login(ctx: ServiceCtx, input: LoginInput): Promise<TokenRe
     { rule: { name: 'login:ip', limit: rateLimit.loginPerIp, windowSeconds: rateLimit.windowSeconds }, key: ctx.ip },
     { rule: { name: 'login:account', limit: rateLimit.loginPerAccount, windowSeconds: rateLimit.windowSeconds }, key: input.email },
   ]);
+  if (ctx.deps.keycloak) return keycloakLogin(ctx, input.email, input.password);
   const [user] = await ctx.db.select().from(users).where(sql`lower(${users.email}) = ${input.email}`);
   // Unknown accounts and accounts without a password still pay for a hash check: same answer, similar time.
   const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? (await dummyPasswordHash()));
@@ -92,6 +94,7 @@ export async function login(ctx: ServiceCtx, input: LoginInput): Promise<TokenRe
 }
 
 export async function refresh(ctx: ServiceCtx, input: RefreshInput): Promise<TokenResponse> {
+  if (ctx.deps.keycloak) return keycloakRefresh(ctx, input.refresh_token);
   const tokenHash = hashRefreshToken(input.refresh_token);
   const now = ctx.clock.now();
   const outcome = await inTransaction(ctx, async (tx) => {
@@ -139,6 +142,7 @@ export async function refresh(ctx: ServiceCtx, input: RefreshInput): Promise<Tok
 }
 
 export async function logout(ctx: ActorCtx, input: RefreshInput) {
+  if (ctx.deps.keycloak) return keycloakLogout(ctx, input.refresh_token);
   await inTransaction(ctx, async (tx) => {
     const [row] = await tx.db
       .select({ familyId: refreshTokens.familyId, userId: refreshTokens.userId })
@@ -174,4 +178,9 @@ export async function me(ctx: ActorCtx) {
     role: user.role,
     permissions: permissionsOf(user.role),
   };
+}
+
+export async function oauthExchange(ctx: ServiceCtx, code: string) {
+  if (!ctx.deps.keycloak) throw new AppError('NOT_FOUND', 'OAuth sign-in is available only with KEYCLOAK_URL');
+  return keycloakOauthExchange(ctx, code);
 }

@@ -86,7 +86,19 @@ export async function createUser(ctx: ActorCtx, input: CreateUserInput) {
     if (problem) throw badField('password', problem);
   }
   const organizationId = input.organization_id ?? ctx.actor.organizationId;
-  const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
+  const keycloak = ctx.deps.keycloak;
+  // With Keycloak the provider holds the password; the user is created there first and linked by keycloak_id.
+  const passwordHash = input.password === undefined || keycloak ? null : await hashPassword(input.password);
+  const keycloakId = keycloak ? await keycloak.createUser({ email: input.email, name: input.name, password: input.password }) : null;
+  try {
+    return await insertUser(ctx, input, organizationId, passwordHash, keycloakId);
+  } catch (err) {
+    if (keycloak && keycloakId) await keycloak.deleteUser(keycloakId).catch((e: unknown) => ctx.log.error({ err: e, keycloak_id: keycloakId }, 'could not remove the provider user after a failed create'));
+    throw err;
+  }
+}
+
+async function insertUser(ctx: ActorCtx, input: CreateUserInput, organizationId: string, passwordHash: string | null, keycloakId: string | null) {
   return inTransaction(ctx, async (tx) => {
     const [org] = await tx.db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, organizationId));
     if (!org) throw notFound('organization');
@@ -101,8 +113,9 @@ export async function createUser(ctx: ActorCtx, input: CreateUserInput) {
         name: input.name,
         organizationId,
         role: input.role,
-        status: passwordHash ? 'active' : 'invited',
+        status: passwordHash || (keycloakId && input.password) ? 'active' : 'invited',
         passwordHash,
+        keycloakId,
         createdAt: now,
         updatedAt: now,
       })
@@ -159,7 +172,7 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput, auditAct
       if (!input.is_active && target.id === ctx.actor.userId) {
         throw new AppError('CONFLICT', 'You cannot deactivate yourself', { errors: [{ field: 'is_active', message: 'cannot deactivate yourself' }] });
       }
-      patch.status = input.is_active ? (target.passwordHash ? 'active' : 'invited') : 'deactivated';
+      patch.status = input.is_active ? (target.passwordHash || target.keycloakId ? 'active' : 'invited') : 'deactivated';
       patch.deactivatedAt = input.is_active ? null : ctx.clock.now();
     }
     const losesAdmin =
@@ -187,6 +200,12 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput, auditAct
     return { row: row!, changed: true };
   });
   if (result.changed) await ctx.deps.authenticator.forgetUser(result.row.id);
+  if (result.changed && ctx.deps.keycloak && result.row.keycloakId && input.is_active !== undefined) {
+    // Our refusal is already in force; the provider follows so its own sessions end too.
+    await ctx.deps.keycloak
+      .setUserEnabled(result.row.keycloakId, result.row.status !== 'deactivated')
+      .catch((err: unknown) => ctx.log.error({ err, user_id: result.row.id }, 'could not update the user at the identity provider'));
+  }
   return toUserDto(result.row);
 }
 

@@ -24,7 +24,7 @@ export type ActorType = (typeof ACTOR_TYPES)[number];
 const value = z.json();
 const snapshot = z.record(z.string().max(100), value);
 
-export const LOGIN_FAILURE_REASONS = ['unknown_email', 'bad_password', 'no_password', 'deactivated'] as const;
+export const LOGIN_FAILURE_REASONS = ['unknown_email', 'bad_password', 'no_password', 'deactivated', 'idp_rejected'] as const;
 export type LoginFailureReason = (typeof LOGIN_FAILURE_REASONS)[number];
 
 /** The shape of `details` for each action; appending anything else is a programming error and rolls back. */
@@ -34,11 +34,11 @@ export const AUDIT_DETAILS: Record<AuditAction, z.ZodType<Record<string, unknown
     changes: z.record(z.string().max(100), z.union([z.strictObject({ old: value, new: value }), z.literal('[redacted]')])),
   }),
   delete: z.strictObject({ before: snapshot }),
-  login: z.strictObject({ family_id: z.uuid() }),
+  login: z.strictObject({ family_id: z.string().max(200), method: z.enum(['password', 'oauth']).optional() }),
   login_failed: z.strictObject({ reason: z.enum(LOGIN_FAILURE_REASONS), email: z.string().max(254) }),
   logout: z.strictObject({ family_revoked: z.boolean() }),
-  token_refresh: z.strictObject({ family_id: z.uuid() }),
-  refresh_reuse_detected: z.strictObject({ family_id: z.uuid() }),
+  token_refresh: z.strictObject({ family_id: z.string().max(200) }),
+  refresh_reuse_detected: z.strictObject({ family_id: z.string().max(200) }),
   access_denied: z.strictObject({ permission: z.string().max(100), operation: z.string().max(200) }),
   data_export: z.strictObject({ format: z.enum(['csv', 'ndjson']), filters: snapshot, chain_id: z.string(), head_seq: z.number().int() }),
   audit_verify: z.strictObject({ chain_id: z.string(), from_seq: z.number().int(), to_seq: z.number().int(), ok: z.boolean(), first_failure_kind: z.string().nullable() }),

@@ -8,12 +8,16 @@ export const ACCESS_TOKEN_TYP = 'at+jwt';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ALG = 'EdDSA';
 
-export interface AccessClaims {
-  sub: string;
+/** A verified access token, whichever provider issued it. */
+export interface VerifiedAccessToken {
+  /** sub: our user id for the local issuer, the provider's subject (keycloak_id) for Keycloak. */
+  subject: string;
   jti: string;
   exp: number;
   iat: number;
-  org: string;
+  /** Only the local issuer puts the organisation in its tokens. */
+  organizationId?: string;
+  claims: JWTPayload;
 }
 
 export interface SigningKey {
@@ -72,7 +76,7 @@ export class LocalTokenIssuer {
   }
 
   /** Verifies signature and claims with a pinned algorithm; any failure is the same bland 401. */
-  async verify(token: string): Promise<AccessClaims> {
+  async verify(token: string): Promise<VerifiedAccessToken> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(
@@ -99,6 +103,6 @@ export class LocalTokenIssuer {
     if (typeof payload.org !== 'string' || !UUID.test(payload.org) || typeof payload.sub !== 'string' || !UUID.test(payload.sub) || typeof payload.jti !== 'string') {
       throw new AppError('UNAUTHENTICATED', 'Invalid or expired access token');
     }
-    return payload as unknown as AccessClaims;
+    return { subject: payload.sub, jti: payload.jti, exp: payload.exp!, iat: payload.iat!, organizationId: payload.org, claims: payload };
   }
 }
