@@ -1,28 +1,38 @@
 /**
  * `npm run bench`: authenticated single-row read (GET a user by id) through the real service, over REST
  * and over tRPC, against a raw Hono + jose + postgres.js handler doing the same token verification and
- * the same SQL (bench/raw-server.ts). One run on PostgreSQL:
+ * the same SQL (bench/raw-server.ts); and a page of projects (GET /projects?limit=20) in an organisation
+ * of 10,000 projects, as a developer who is a member of 50 of them and as the organisation's admin.
+ * One run on PostgreSQL:
  *
  *   1. creates a fresh database budapp_bench_<random> (dropped at the end, also on failure or Ctrl-C);
  *   2. starts the service (src/main.ts, NODE_ENV=production) and the raw server as child processes;
  *   3. signs in as the super admin, creates one user to read, checks that all three targets answer the
  *      same JSON for that user;
- *   4. loads each target with autocannon (warm-up, then a measured run), interleaved over several rounds;
- *   5. prints requests/s, p50 and p99 (mean over rounds) and the ratios REST/raw and tRPC/raw.
+ *   4. for the project targets: creates an organisation, its admin and a developer through the API, then
+ *      inserts 10,000 projects (UUIDv7 ids, as the service makes them), an owner membership each for the
+ *      admin and 50 viewer memberships for the developer spread over the range, straight into the bench
+ *      database, analyzes, and checks that both project targets answer 200 with 20 items;
+ *   5. loads each target with autocannon (warm-up, then a measured run), interleaved over several rounds;
+ *   6. prints requests/s, p50 and p99 (mean over rounds), the ratios REST/raw and tRPC/raw, and for the
+ *      project pages p99 against BENCH_LIST_P99_MS and req/s against the raw single-row baseline.
  *
  * Env (all optional):
  *   BENCH_DATABASE_URL  admin connection used to create/drop the bench database
  *                       (default postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_DURATION      measured seconds per target per round (default 8)
  *   BENCH_WARMUP        warm-up seconds before each measured run (default 2)
- *   BENCH_CONNECTIONS   concurrent autocannon connections (default 32)
+ *   BENCH_CONNECTIONS   concurrent autocannon connections for the user reads (default 32)
+ *   BENCH_LIST_CONNECTIONS  concurrent autocannon connections for the project pages (default 50)
+ *   BENCH_LIST_P99_MS   the p99 target for the project pages, ms (default 25)
  *   BENCH_ROUNDS        interleaved rounds (default 2)
- *   BENCH_TARGETS       comma list among rest,trpc,raw (default all three)
+ *   BENCH_TARGETS       comma list among rest,trpc,raw,projects-member,projects-admin (default all five)
  *   BENCH_CPU_PROF      a directory: run both servers with --cpu-prof, profiles written there on exit
  *                       (summarise with `npx tsx bench/profile-summary.ts <file.cpuprofile>`)
  *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
  *   BENCH_MIN_RATIO     the target ratio (default 0.9)
- *   BENCH_ENFORCE       1: exit 1 when a ratio is below BENCH_MIN_RATIO (non-200 answers always fail)
+ *   BENCH_ENFORCE       1: exit 1 when a ratio is below BENCH_MIN_RATIO or a project page's p99 is above
+ *                       BENCH_LIST_P99_MS (non-200 answers always fail)
  */
 import autocannon from 'autocannon';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -33,6 +43,8 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
+import { systemClock } from '../src/lib/clock.js';
+import { uuidV7Generator } from '../src/lib/ids.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -49,6 +61,8 @@ const settings = {
   duration: envNumber('BENCH_DURATION', 8, 1),
   warmup: envNumber('BENCH_WARMUP', 2, 0),
   connections: envNumber('BENCH_CONNECTIONS', 32, 1),
+  listConnections: envNumber('BENCH_LIST_CONNECTIONS', 50, 1),
+  listP99Ms: envNumber('BENCH_LIST_P99_MS', 25, 0),
   rounds: envNumber('BENCH_ROUNDS', 2, 1),
   minRatio: envNumber('BENCH_MIN_RATIO', 0.9, 0),
   enforce: process.env.BENCH_ENFORCE === '1' || process.env.BENCH_ENFORCE === 'true',
@@ -56,13 +70,31 @@ const settings = {
   rawPrepare: process.env.BENCH_RAW_PREPARE !== 'false',
 };
 
-type TargetName = 'rest' | 'trpc' | 'raw';
-const TARGET_LABEL: Record<TargetName, string> = { rest: 'REST  GET /users/{id}', trpc: 'tRPC  GET /trpc/users.get', raw: 'raw   GET /users/{id}' };
-const selectedTargets = (process.env.BENCH_TARGETS ?? 'rest,trpc,raw')
+type TargetName = 'rest' | 'trpc' | 'raw' | 'projects-member' | 'projects-admin';
+const TARGET_LABEL: Record<TargetName, string> = {
+  rest: 'REST  GET /users/{id}',
+  trpc: 'tRPC  GET /trpc/users.get',
+  raw: 'raw   GET /users/{id}',
+  'projects-member': 'REST  GET /projects (member)',
+  'projects-admin': 'REST  GET /projects (admin)',
+};
+const LABEL_WIDTH = Math.max(...Object.values(TARGET_LABEL).map((l) => l.length));
+const selectedTargets = (process.env.BENCH_TARGETS ?? 'rest,trpc,raw,projects-member,projects-admin')
   .split(',')
   .map((s) => s.trim().toLowerCase())
   .filter(Boolean) as TargetName[];
 for (const t of selectedTargets) if (!(t in TARGET_LABEL)) throw new Error(`BENCH_TARGETS: unknown target ${t}`);
+
+/** The project-page targets: loaded with BENCH_LIST_CONNECTIONS and held to the p99 target. */
+const isListTarget = (t: TargetName): t is 'projects-member' | 'projects-admin' => t === 'projects-member' || t === 'projects-admin';
+const connectionsFor = (t: TargetName) => (isListTarget(t) ? settings.listConnections : settings.connections);
+const userReadTargets = selectedTargets.filter((t) => !isListTarget(t));
+const listTargets = selectedTargets.filter(isListTarget);
+
+/** The project-page data set (the issue's figures). */
+const PROJECT_COUNT = 10_000;
+const MEMBER_PROJECT_COUNT = 50;
+const PAGE_LIMIT = 20;
 
 const SUPER_EMAIL = 'bench-admin@example.test';
 const SUPER_PASSWORD = `bench-${randomBytes(12).toString('hex')}`;
@@ -244,10 +276,10 @@ function processCpuUs(pid: number | undefined): number | undefined {
   }
 }
 
-function load(url: string, headers: Record<string, string>, duration: number): Promise<autocannon.Result> {
+function load(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<autocannon.Result> {
   if (interrupted) return Promise.reject(new Error('interrupted'));
   return new Promise((resolveRun, reject) => {
-    activeLoad = autocannon({ url, headers, connections: settings.connections, duration, timeout: 10 }, (err, result) => {
+    activeLoad = autocannon({ url, headers, connections, duration, timeout: 10 }, (err, result) => {
       activeLoad = undefined;
       if (interrupted) reject(new Error('interrupted'));
       else if (err) reject(err);
@@ -293,6 +325,69 @@ function codeVersion(): string | undefined {
   }
 }
 
+// ---------------------------------------------------------------------------------------- project data
+
+/**
+ * 10,000 projects of one organisation, each with an owner membership for the organisation's admin, and
+ * viewer memberships for the developer on MEMBER_PROJECT_COUNT of them spread evenly over the range (so a
+ * member's newest-first page walks past many projects they cannot see). Inserted with multi-row inserts
+ * on a connection of its own, ids from the service's UUIDv7 generator (time-ordered like real ones).
+ * Returns the ids the two first pages must show, newest first.
+ */
+async function seedProjects(dbUrl: string, orgId: string, adminId: string, memberId: string) {
+  const db = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    const ids = uuidV7Generator(systemClock);
+    const environments = ['development', 'staging', 'production'] as const;
+    const stride = PROJECT_COUNT / MEMBER_PROJECT_COUNT;
+    const allIds: string[] = [];
+    const memberIds: string[] = [];
+    const batchSize = 1000;
+    for (let start = 0; start < PROJECT_COUNT; start += batchSize) {
+      const now = new Date();
+      const rows = Array.from({ length: Math.min(batchSize, PROJECT_COUNT - start) }, (_, j) => {
+        const i = start + j;
+        return {
+          id: ids.uuid(),
+          name: `Bench project ${String(i).padStart(5, '0')}`,
+          description: `Seeded by npm run bench: project ${i} of ${PROJECT_COUNT}`,
+          organization_id: orgId,
+          owner_id: adminId,
+          settings: { icon: 'rocket', environment: environments[i % environments.length]! },
+          created_at: now,
+          updated_at: now,
+        };
+      });
+      await db`insert into projects ${db(rows)}`;
+      const memberships: { project_id: string; user_id: string; role: string; created_at: Date; updated_at: Date }[] = rows.map((r) => ({
+        project_id: r.id,
+        user_id: adminId,
+        role: 'owner',
+        created_at: now,
+        updated_at: now,
+      }));
+      rows.forEach((r, j) => {
+        if ((start + j) % stride === Math.floor(stride / 2)) {
+          memberships.push({ project_id: r.id, user_id: memberId, role: 'viewer', created_at: now, updated_at: now });
+          memberIds.push(r.id);
+        }
+      });
+      await db`insert into project_members ${db(memberships)}`;
+      allIds.push(...rows.map((r) => r.id));
+    }
+    await db`analyze projects`;
+    await db`analyze project_members`;
+    const [{ projects: p, members: m }] = (await db`
+      select (select count(*)::int from projects where organization_id = ${orgId}) as projects,
+             (select count(*)::int from project_members where user_id = ${memberId}) as members`) as unknown as [{ projects: number; members: number }];
+    if (p !== PROJECT_COUNT || m !== MEMBER_PROJECT_COUNT) throw new Error(`seeding: expected ${PROJECT_COUNT} projects and ${MEMBER_PROJECT_COUNT} memberships, found ${p} and ${m}`);
+    const newestFirst = (xs: string[]) => [...xs].sort().reverse().slice(0, PAGE_LIMIT);
+    return { adminPage: newestFirst(allIds), memberPage: newestFirst(memberIds) };
+  } finally {
+    await db.end({ timeout: 5 });
+  }
+}
+
 // ------------------------------------------------------------------------------------------------ main
 
 async function main(): Promise<number> {
@@ -300,8 +395,14 @@ async function main(): Promise<number> {
   if (loadAtStart > os.cpus().length * 0.5) {
     phase(`warning: 1-minute load average is ${loadAtStart.toFixed(2)} on ${os.cpus().length} cores before the bench starts; figures will be noisy`);
   }
+  const connectionsText = [
+    userReadTargets.length > 0 ? `${settings.connections} connections (user reads)` : undefined,
+    listTargets.length > 0 ? `${settings.listConnections} connections (project pages)` : undefined,
+  ]
+    .filter(Boolean)
+    .join(', ');
   phase(
-    `settings: ${settings.connections} connections, ${settings.warmup}s warm-up + ${settings.duration}s measured per target, ` +
+    `settings: ${connectionsText}, ${settings.warmup}s warm-up + ${settings.duration}s measured per target, ` +
       `${settings.rounds} interleaved round(s), targets ${selectedTargets.join(',')}`,
   );
 
@@ -369,13 +470,14 @@ async function main(): Promise<number> {
   phase('raw server ready');
 
   // Sign in, create the user to read.
-  const signIn = async () => {
-    const login = await call('POST', `${serviceBase}/auth/login`, undefined, { email: SUPER_EMAIL, password: SUPER_PASSWORD });
-    expectStatus('POST /auth/login', login, 200);
-    return { token: login.json.access_token as string, expiresAt: Date.now() + (login.json.expires_in as number) * 1000 };
+  const signIn = async (email: string, password: string) => {
+    const login = await call('POST', `${serviceBase}/auth/login`, undefined, { email, password });
+    expectStatus(`POST /auth/login as ${email}`, login, 200);
+    return { email, password, token: login.json.access_token as string, expiresAt: Date.now() + (login.json.expires_in as number) * 1000 };
   };
-  let session = await signIn();
-  const token = session.token;
+  type Session = Awaited<ReturnType<typeof signIn>>;
+  const superSession = await signIn(SUPER_EMAIL, SUPER_PASSWORD);
+  const token = superSession.token;
   const created = await call('POST', `${serviceBase}/users`, token, {
     email: 'bench-reader@example.test',
     name: 'Bench Reader',
@@ -390,8 +492,11 @@ async function main(): Promise<number> {
     rest: `${serviceBase}/users/${userId}`,
     trpc: `${serviceBase}/trpc/users.get?input=${encodeURIComponent(JSON.stringify({ id: userId }))}`,
     raw: `${rawBase}/users/${userId}`,
+    'projects-member': `${serviceBase}/projects?limit=${PAGE_LIMIT}`,
+    'projects-admin': `${serviceBase}/projects?limit=${PAGE_LIMIT}`,
   };
-  let headers = { authorization: `Bearer ${token}` };
+  /** Who each target signs in as; the sessions are renewed between runs before their tokens expire. */
+  const sessionOf: Partial<Record<TargetName, Session>> = { rest: superSession, trpc: superSession, raw: superSession };
 
   // The three must answer the same user, or the comparison is meaningless.
   const rest = await call('GET', urls.rest, token);
@@ -406,25 +511,72 @@ async function main(): Promise<number> {
   }
   phase(`all three targets answer the same ${rest.text.length}-byte user JSON`);
 
+  if (listTargets.length > 0) {
+    // An organisation with an admin and a developer, made through the API; then the projects, straight in.
+    const org = await call('POST', `${serviceBase}/organizations`, token, { name: 'Bench organisation' });
+    expectStatus('POST /organizations', org, 201);
+    const orgId: string = org.json.id;
+    const people: Record<'admin' | 'developer', { id: string; email: string }> = {} as never;
+    for (const role of ['admin', 'developer'] as const) {
+      const email = `bench-org-${role}@example.test`;
+      const res = await call('POST', `${serviceBase}/users`, token, { email, name: `Bench ${role}`, role, password: USER_PASSWORD, organization_id: orgId });
+      expectStatus(`POST /users (${role})`, res, 201);
+      people[role] = { id: res.json.id, email };
+    }
+    const memberSession = await signIn(people.developer.email, USER_PASSWORD);
+    const adminSession = await signIn(people.admin.email, USER_PASSWORD);
+    sessionOf['projects-member'] = memberSession;
+    sessionOf['projects-admin'] = adminSession;
+    phase(`created organisation ${orgId} with admin ${people.admin.id} and developer ${people.developer.id}; seeding ${PROJECT_COUNT} projects`);
+    const seedStart = Date.now();
+    const expected = await seedProjects(dbUrl.toString(), orgId, people.admin.id, people.developer.id);
+    phase(
+      `seeded ${PROJECT_COUNT} projects, ${PROJECT_COUNT} owner memberships (admin) and ${MEMBER_PROJECT_COUNT} viewer memberships (developer) ` +
+        `in ${((Date.now() - seedStart) / 1000).toFixed(1)}s; analyzed`,
+    );
+    // Each page must be the 20 newest projects the caller may see, with a cursor to the next page.
+    for (const target of listTargets) {
+      const s = sessionOf[target]!;
+      const res = await call('GET', urls[target], s.token);
+      expectStatus(`${TARGET_LABEL[target]}`, res, 200);
+      const items: { id: string; settings: unknown; organization_id: string }[] = res.json?.items ?? [];
+      const want = target === 'projects-member' ? expected.memberPage : expected.adminPage;
+      const got = items.map((i) => i.id);
+      if (items.length !== PAGE_LIMIT || got.join() !== want.join() || typeof res.json.next_cursor !== 'string') {
+        throw new Error(
+          `${TARGET_LABEL[target]}: expected the ${PAGE_LIMIT} newest visible projects and a next_cursor, got ${items.length} item(s): ${res.text.slice(0, 300)}`,
+        );
+      }
+      if (items.some((i) => i.organization_id !== orgId || typeof i.settings !== 'object' || i.settings === null)) {
+        throw new Error(`${TARGET_LABEL[target]}: unexpected item ${JSON.stringify(items[0])}`);
+      }
+      phase(`${TARGET_LABEL[target]} answers 200 with ${items.length} items (${res.text.length} bytes)`);
+    }
+  }
+
   // 4. Interleaved rounds; the order rotates each round so no target always runs first or last.
   const measurements: Measurement[] = [];
   for (let round = 1; round <= settings.rounds; round++) {
     const order = selectedTargets.map((_, i) => selectedTargets[(i + round - 1) % selectedTargets.length]!);
     for (const target of order) {
-      const tag = `round ${round}/${settings.rounds} ${TARGET_LABEL[target].padEnd(25)}`;
+      const tag = `round ${round}/${settings.rounds} ${TARGET_LABEL[target].padEnd(LABEL_WIDTH)}`;
       // Access tokens live at most 15 minutes: sign in again (between runs, never during one) before this one expires.
+      let session = sessionOf[target]!;
       if (Date.now() + (settings.warmup + settings.duration + 30) * 1000 > session.expiresAt) {
-        session = await signIn();
-        headers = { authorization: `Bearer ${session.token}` };
-        phase('signed in again: the access token was about to expire');
+        const renewed = await signIn(session.email, session.password);
+        for (const t of selectedTargets) if (sessionOf[t] === session) sessionOf[t] = renewed;
+        session = renewed;
+        phase(`signed in again as ${session.email}: the access token was about to expire`);
       }
+      const headers = { authorization: `Bearer ${session.token}` };
+      const connections = connectionsFor(target);
       if (settings.warmup > 0) {
-        const w = await load(urls[target], headers, settings.warmup);
+        const w = await load(urls[target], headers, settings.warmup, connections);
         assertAll200(`${tag} warm-up`, w);
       }
       const pid = target === 'raw' ? raw.proc.pid : service.proc.pid;
       const cpuBefore = processCpuUs(pid);
-      const r = await load(urls[target], headers, settings.duration);
+      const r = await load(urls[target], headers, settings.duration, connections);
       const cpuAfter = processCpuUs(pid);
       assertAll200(tag, r);
       const m: Measurement = {
@@ -438,7 +590,7 @@ async function main(): Promise<number> {
       };
       measurements.push(m);
       const cpu = m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`;
-      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${cpu}  (${m.requests} × 200)`);
+      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${cpu}  (${m.requests} × 200, ${connections} conns)`);
     }
   }
 
@@ -459,7 +611,13 @@ async function main(): Promise<number> {
   const cpus = os.cpus();
   const lines: string[] = [];
   lines.push('');
-  lines.push(`budapp bench — authenticated single-user read (GET a user by id), ${new Date().toString()}`);
+  const what = [
+    userReadTargets.length > 0 ? 'authenticated single-user read (GET a user by id)' : undefined,
+    listTargets.length > 0 ? `a page of ${PAGE_LIMIT} of ${PROJECT_COUNT} projects (GET /projects)` : undefined,
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  lines.push(`budapp bench — ${what}, ${new Date().toString()}`);
   lines.push(
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
       `${os.type()} ${os.release()}; node ${process.version}; PostgreSQL ${pgVersion}`,
@@ -468,15 +626,22 @@ async function main(): Promise<number> {
   if (version) lines.push(`code: ${version}`);
   lines.push(`1-minute load average: ${loadAtStart.toFixed(2)} before the run, ${os.loadavg()[0]!.toFixed(2)} at the end (the end figure includes the bench itself)`);
   lines.push(
-    `load: autocannon, ${settings.connections} connections, ${settings.duration}s measured (+${settings.warmup}s warm-up) per target per round, ` +
+    `load: autocannon, ${connectionsText}, ${settings.duration}s measured (+${settings.warmup}s warm-up) per target per round, ` +
       `${settings.rounds} round(s) interleaved; figures are the MEAN over rounds`,
   );
+  if (listTargets.length > 0) {
+    lines.push(
+      `projects: one organisation of ${PROJECT_COUNT} projects; member = a developer in ${MEMBER_PROJECT_COUNT} of them (spread over the range), ` +
+        `admin = the organisation's admin (sees all); GET /projects?limit=${PAGE_LIMIT}, first page`,
+    );
+  }
   lines.push('');
   lines.push(
     table(
-      ['target', 'req/s', 'p50 ms', 'p99 ms', 'vs raw', 'req/s per round', 'server CPU µs/req', 'requests (all 200)'],
+      ['target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'vs raw', 'req/s per round', 'server CPU µs/req', 'requests (all 200)'],
       summary.map((s) => [
         TARGET_LABEL[s.target],
+        String(connectionsFor(s.target)),
         s.rps.toFixed(0),
         s.p50.toFixed(1),
         s.p99.toFixed(1),
@@ -485,14 +650,14 @@ async function main(): Promise<number> {
         s.cpuUsPerReq === undefined ? '-' : s.cpuUsPerReq.toFixed(0),
         String(s.requests),
       ]),
-      [false, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true],
     ),
   );
   lines.push('');
   let below = false;
   if (rawSummary) {
     for (const s of summary) {
-      if (s.target === 'raw') continue;
+      if (s.target !== 'rest' && s.target !== 'trpc') continue;
       const ratio = s.rps / rawSummary.rps;
       const ok = ratio >= settings.minRatio;
       below ||= !ok;
@@ -506,6 +671,17 @@ async function main(): Promise<number> {
     }
   } else {
     lines.push('(raw target not selected: no ratios)');
+  }
+  for (const s of summary) {
+    if (!isListTarget(s.target)) continue;
+    const ok = s.p99 <= settings.listP99Ms;
+    below ||= !ok;
+    const cpu = s.cpuUsPerReq === undefined ? '' : `, server CPU ${s.cpuUsPerReq.toFixed(0)} µs/req`;
+    const vsRaw = rawSummary ? `, req/s ÷ raw single-row req/s = ${(s.rps / rawSummary.rps).toFixed(3)}` : '';
+    lines.push(
+      `${s.target}: ${s.rps.toFixed(0)} req/s, p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms at ${settings.listConnections} connections ` +
+        `(target p99 <= ${settings.listP99Ms} ms: ${ok ? 'met' : 'NOT MET'})${cpu}${vsRaw}`,
+    );
   }
   lines.push(
     'note: server, raw server and load generator share this machine\'s cores; compare ratios within one run, not absolute figures across machines.',
