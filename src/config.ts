@@ -78,8 +78,12 @@ export const envSchema = z.object({
   KEYCLOAK_DEFAULT_ROLE: z.enum(['admin', 'devops', 'developer', 'tester']).default('developer'),
   KEYCLOAK_PASSWORD_GRANT: bool(true),
   KEYCLOAK_TIMEOUT_MS: int(5000, 100, 60_000),
+  KEYCLOAK_JWKS_COOLDOWN_MS: int(30_000, 0, 3_600_000),
   OIDC_REDIRECT_URI: optionalText.pipe(z.url('must be an http(s) URL').optional()),
   FRONTEND_URL: optionalText.pipe(z.url('must be an http(s) URL').optional()),
+
+  CREDENTIAL_KEYS_DIR: optionalText,
+  CREDENTIAL_CURRENT_KEY_ID: optionalText,
 
   RATE_LIMIT_ENABLED: bool(true),
   LOGIN_RATE_LIMIT_PER_IP: int(20, 1, 100_000),
@@ -122,6 +126,7 @@ export interface Config {
   /** Set when KEYCLOAK_URL is: the identity provider is Keycloak (or any OpenID provider) instead of the local issuer. */
   keycloak?: KeycloakConfig;
   frontendUrl?: string;
+  credentials: { keysDir: string; currentKeyId?: string; generateIfMissing: boolean };
 }
 
 export interface KeycloakConfig {
@@ -137,6 +142,8 @@ export interface KeycloakConfig {
   defaultRole: 'admin' | 'devops' | 'developer' | 'tester';
   passwordGrant: boolean;
   timeoutMs: number;
+  /** At most one JWKS refetch per this interval, however many unknown kids arrive. */
+  jwksCooldownMs: number;
   redirectUri: string;
 }
 
@@ -157,6 +164,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     if (!e.KEYCLOAK_URL && !e.JWT_PRIVATE_KEY && !e.JWT_PRIVATE_KEY_FILE) missing.push('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (signing key)');
     if (!e.APP_API_TOKEN) missing.push('APP_API_TOKEN (internal service token)');
     if (!e.AUDIT_SIGNING_KEY && !e.AUDIT_SIGNING_KEY_FILE) missing.push('AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE (audit checkpoint key)');
+    if (!e.CREDENTIAL_KEYS_DIR) missing.push('CREDENTIAL_KEYS_DIR (RSA key-encryption keys of the credentials vault)');
     if (missing.length > 0) {
       throw new ConfigError(
         `NODE_ENV=production refuses to start without these secrets:\n${missing.map((m) => `  ${m}`).join('\n')}`,
@@ -215,10 +223,16 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           defaultRole: e.KEYCLOAK_DEFAULT_ROLE,
           passwordGrant: e.KEYCLOAK_PASSWORD_GRANT,
           timeoutMs: e.KEYCLOAK_TIMEOUT_MS,
+          jwksCooldownMs: e.KEYCLOAK_JWKS_COOLDOWN_MS,
           redirectUri: e.OIDC_REDIRECT_URI ?? `http://localhost:${e.PORT}/auth/oauth/callback`,
         }
       : undefined,
     frontendUrl: e.FRONTEND_URL,
+    credentials: {
+      keysDir: e.CREDENTIAL_KEYS_DIR ?? `${e.DATA_DIR}/keys/credential-kek`,
+      currentKeyId: e.CREDENTIAL_CURRENT_KEY_ID,
+      generateIfMissing: !isProduction,
+    },
     rateLimit: {
       enabled: e.RATE_LIMIT_ENABLED,
       loginPerIp: e.LOGIN_RATE_LIMIT_PER_IP,

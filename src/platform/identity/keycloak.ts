@@ -65,7 +65,7 @@ export class KeycloakClient {
     const value = (await res.json()) as OidcMetadata;
     if (value.issuer !== this.config.issuerUrl) throw unavailable(new Error(`discovery issuer ${value.issuer} is not ${this.config.issuerUrl}`));
     this.metadata = { value, fetchedAt: now };
-    this.jwks ??= createRemoteJWKSet(new URL(value.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: this.config.timeoutMs });
+    this.jwks ??= createRemoteJWKSet(new URL(value.jwks_uri), { cooldownDuration: this.config.jwksCooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: this.config.timeoutMs });
     return value;
   }
 
