@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -9,6 +10,7 @@ import { AppError, fieldErrorsFromIssues, forbidden, problem } from './lib/error
 import { roleHas } from './lib/permissions.js';
 import { ExportInput, exportAudit } from './domains/audit/export.js';
 import { oauthCallback, oauthStart } from './domains/auth/keycloak.js';
+import { revealForService } from './domains/credentials/service.js';
 import { serviceCtxFor } from './domains/service-ctx.js';
 import { problemResponse } from './trpc/errors.js';
 import { recordAccessDenied } from './trpc/procedures.js';
@@ -19,6 +21,14 @@ import { createRestHandler } from './trpc/rest.js';
 import { appRouter } from './trpc/router.js';
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Constant-time comparison of the internal token (hashing first makes the lengths equal). */
+function internalTokenValid(expected: string | undefined, presented: string | undefined): boolean {
+  if (!expected || !presented) return false;
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(expected), digest(presented));
+}
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 type Env = { Variables: { requestId: string; ctx: RequestContext }; Bindings: { incoming?: { socket?: { remoteAddress?: string } } } };
@@ -152,6 +162,23 @@ export function createApp(deps: Deps) {
       const result = await oauthCallback(serviceCtxFor(ctx, null), { code: q.code, state: q.state, error: q.error });
       c.header('cache-control', 'no-store');
       return result.kind === 'redirect' ? c.redirect(result.location, 302) : c.json(result.tokens);
+    } catch (err) {
+      return problemResponse(err, ctx.requestId, ctx.log);
+    }
+  });
+
+  app.get('/internal/credentials/:id/secret', async (c) => {
+    const ctx = c.get('ctx');
+    try {
+      if (!internalTokenValid(deps.config.appApiToken, c.req.header('x-app-api-token') ?? c.req.header('dapr-api-token'))) {
+        throw new AppError('UNAUTHENTICATED', 'This route needs the internal service token');
+      }
+      const id = c.req.param('id');
+      if (!UUID.test(id)) throw new AppError('BAD_REQUEST', 'Invalid input: id', { errors: [{ field: 'id', message: 'must be a UUID' }] });
+      const requestedBy = (c.req.header('dapr-caller-app-id') ?? c.req.header('x-requested-by') ?? 'unknown').slice(0, 200);
+      const secret = await revealForService(serviceCtxFor(ctx, null), id, requestedBy);
+      c.header('cache-control', 'no-store');
+      return c.json(secret);
     } catch (err) {
       return problemResponse(err, ctx.requestId, ctx.log);
     }

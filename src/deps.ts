@@ -10,6 +10,7 @@ import { LocalTokenIssuer, loadSigningKey } from './platform/identity/local-issu
 import { createAuthenticator, type Authenticator, type TokenVerifier } from './domains/auth/authenticator.js';
 import { resolveKeycloakUser } from './domains/auth/keycloak.js';
 import { KeycloakClient } from './platform/identity/keycloak.js';
+import { Keyring } from './platform/crypto/keyring.js';
 import { loadAuditSigner, type AuditSigner } from './platform/audit/signer.js';
 
 /** Everything the service needs from the outside world, wired once by createDeps and passed down explicitly. */
@@ -25,6 +26,8 @@ export interface Deps {
   tokens: LocalTokenIssuer;
   authenticator: Authenticator;
   auditSigner: AuditSigner;
+  /** The credentials vault's key-encryption keys. */
+  keyring: Keyring;
   /** Set when KEYCLOAK_URL is: Keycloak is the identity provider (tokens is then unused). */
   keycloak?: KeycloakClient;
 }
@@ -70,6 +73,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     rateLimiter: createRateLimiter(cache, config.rateLimit.enabled),
     tokens,
     auditSigner,
+    keyring: Keyring.load(config.credentials.keysDir, { currentKeyId: config.credentials.currentKeyId, generateIfMissing: config.credentials.generateIfMissing }),
   };
   const keycloak = config.keycloak ? new KeycloakClient(config.keycloak, clock) : undefined;
   const verifier: TokenVerifier = keycloak
@@ -87,6 +91,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     'adapter selected',
   );
   log.info({ adapter: 'audit_signer', implementation: `Ed25519 ${auditSigner.keyId} (key from ${auditSigner.origin})` }, 'adapter selected');
+  log.info({ adapter: 'vault_keys', implementation: `RSA-OAEP key-encryption keys in ${config.credentials.keysDir} (current ${partial.keyring.currentId}, ${partial.keyring.ids.length} loaded)` }, 'adapter selected');
   log.info({ adapter: 'cache', implementation: cache.kind }, 'adapter selected');
   log.info(
     { adapter: 'rate_limit', implementation: config.rateLimit.enabled ? `fixed window over ${cache.kind}` : 'disabled (RATE_LIMIT_ENABLED=false)' },

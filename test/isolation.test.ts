@@ -47,7 +47,7 @@ describe('the permission of every operation is declared', () => {
   it('each operation names public, authenticated or a permission of the matrix, with its scope', () => {
     expect(ops.length).toBeGreaterThan(20);
     for (const o of ops) {
-      expect(['public', 'authenticated', ...PERMISSIONS], label(o)).toContain(o.permission);
+      expect(['public', 'authenticated', 'internal', ...PERMISSIONS], label(o)).toContain(o.permission);
       if (PERMISSIONS.includes(o.permission as Permission)) expect(['organization', 'project'], label(o)).toContain(o.scope);
       if (o.scope === 'project') expect(PROJECT_PERMISSIONS, label(o)).toContain(o.permission);
     }
@@ -56,7 +56,8 @@ describe('the permission of every operation is declared', () => {
 
 describe('cross-tenant access answers 404 and changes nothing', () => {
   it('organisation B’s admin using organisation A’s ids, on every operation with an id in its path', async () => {
-    const withIds = ops.filter((o) => pathParams(o.path).length > 0 && o.permission !== 'public');
+    // Internal routes answer to the service token, not to users of any organisation.
+    const withIds = ops.filter((o) => pathParams(o.path).length > 0 && o.permission !== 'public' && o.permission !== 'internal');
     expect(withIds.length).toBeGreaterThan(8);
     const targets = [];
     for (const o of withIds) targets.push({ o, ...(await concretePath(t, A, o.path)) });
@@ -71,7 +72,7 @@ describe('cross-tenant access answers 404 and changes nothing', () => {
 });
 
 describe('role × operation (organisation scope)', () => {
-  const orgOps = () => ops.filter((o) => o.permission !== 'public' && o.scope !== 'project');
+  const orgOps = () => ops.filter((o) => o.permission !== 'public' && o.permission !== 'internal' && o.scope !== 'project');
 
   for (const role of ['admin', 'devops', 'developer', 'tester'] as const) {
     it(`${role}: exactly the operations its permissions allow`, async () => {
@@ -152,7 +153,7 @@ describe('mass assignment', () => {
   };
 
   it('write bodies carrying fields the operation does not accept are rejected with 400 naming them', async () => {
-    const writes = ops.filter((o) => (o.method === 'POST' || o.method === 'PUT') && requestBodySchema(doc, o.op) && o.permission !== 'public');
+    const writes = ops.filter((o) => (o.method === 'POST' || o.method === 'PUT') && requestBodySchema(doc, o.op) && o.permission !== 'public' && o.permission !== 'internal');
     expect(writes.length).toBeGreaterThan(5);
     let checked = 0;
     for (const o of writes) {

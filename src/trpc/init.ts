@@ -8,7 +8,8 @@ import { resolveProblem, trpcCodeForStatus } from './errors.js';
 export type Access =
   | { kind: 'public' }
   | { kind: 'authenticated' }
-  | { kind: 'permission'; permission: Permission }
+  /** orProject: a resource scoped to a project also accepts the permission from the caller's project role (checked by the service). */
+  | { kind: 'permission'; permission: Permission; orProject?: boolean }
   /** Checked against the caller's role in the project named by the input (organisation admins hold all). */
   | { kind: 'project'; permission: ProjectPermission };
 

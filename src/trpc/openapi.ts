@@ -45,6 +45,30 @@ function queryParameters(schema: z.ZodObject): Json[] {
 
 /** Operations served by plain Hono routes, documented by hand so the document stays complete. */
 const handWrittenPaths: Json = {
+  '/internal/credentials/{id}/secret': {
+    get: {
+      operationId: 'internal-credential-secret',
+      summary: 'Decrypted credential values for peer services (internal token only; every call audited)',
+      tags: ['internal'],
+      security: [{ appApiToken: [] }],
+      'x-permission': 'internal',
+      parameters: [
+        { in: 'path', name: 'id', required: true, schema: { type: 'string', format: 'uuid' } },
+        { in: 'header', name: 'dapr-caller-app-id', required: false, description: 'The calling service, recorded in the audit trail', schema: { type: 'string' } },
+      ],
+      responses: {
+        200: {
+          description: 'The credential with its secret values',
+          content: { 'application/json': { schema: { type: 'object', properties: { id: { type: 'string' }, kind: { type: 'string' }, version: { type: 'integer' }, values: { type: 'object' } } } } },
+        },
+        400: { $ref: '#/components/responses/Problem400' },
+        401: { $ref: '#/components/responses/Problem401' },
+        404: { $ref: '#/components/responses/Problem404' },
+        409: { $ref: '#/components/responses/Problem409' },
+        500: { $ref: '#/components/responses/Problem500' },
+      },
+    },
+  },
   '/auth/oauth/login': {
     get: {
       operationId: 'auth-oauth-login',
@@ -153,10 +177,13 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
       'Core API of Bud AI Foundry. JSON fields are snake_case; lists use ?limit and ?cursor; errors are RFC 9457 problem+json.',
     version,
     baseUrl: '/',
-    securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+    securitySchemes: {
+      bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+      appApiToken: { type: 'apiKey', in: 'header', name: 'x-app-api-token', description: 'APP_API_TOKEN (or Dapr’s dapr-api-token header)' },
+    },
   }) as Json;
 
-  const statuses = new Set<number>([400, 401, 403, 404, 500, 503]);
+  const statuses = new Set<number>([400, 401, 403, 404, 409, 500, 503]);
   const routes = collectRestRoutes(appRouter);
   const versionedPaths = new Set(routes.filter((r) => r.meta.ifMatch).map((r) => r.path));
   for (const route of routes) {
@@ -193,9 +220,10 @@ export function buildOpenApiDocument(appRouter: AnyRouter, version: string): Ope
       statuses.add(s);
       op.responses[s] = { $ref: `#/components/responses/Problem${s}` };
     }
-    if (access.kind === 'public') op.security = [];
+    op.security = access.kind === 'public' ? [] : [{ bearerAuth: [] }];
     op['x-permission'] = access.kind === 'permission' || access.kind === 'project' ? access.permission : access.kind;
     if (access.kind === 'permission' || access.kind === 'project') op['x-permission-scope'] = access.kind === 'project' ? 'project' : 'organization';
+    if (access.kind === 'permission' && access.orProject) op['x-permission-also-from-project-role'] = true;
   }
 
   doc.paths = { ...handWrittenPaths, ...doc.paths };

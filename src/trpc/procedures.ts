@@ -68,3 +68,10 @@ export const projectProcedure = (permission: ProjectPermission, inputKey: 'id' |
     return next({ ctx: { ...user, project: access } });
   });
 
+
+/**
+ * For resources that may belong to a project (credentials): documented as the organisation-wide permission,
+ * which suffices; the service also accepts the permission from the caller's role in the resource's project.
+ */
+export const projectAwareProcedure = (permission: Permission) =>
+  t.procedure.meta({ access: { kind: 'permission', permission, orProject: true } }).use(async ({ ctx, next }) => next({ ctx: await signedIn(ctx) }));

@@ -1,5 +1,6 @@
 import { auditRouter } from '../domains/audit/router.js';
 import { authRouter } from '../domains/auth/router.js';
+import { credentialsRouter } from '../domains/credentials/router.js';
 import { organizationsRouter } from '../domains/organizations/router.js';
 import { projectsRouter } from '../domains/projects/router.js';
 import { usersRouter } from '../domains/users/router.js';
@@ -15,6 +16,7 @@ export const appRouter = router({
   organizations: organizationsRouter,
   audit: auditRouter,
   projects: projectsRouter,
+  credentials: credentialsRouter,
 });
 
 /** The type the dashboard imports for its typed client. */

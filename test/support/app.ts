@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { inject } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -13,6 +14,7 @@ import { TestClock } from './clock.js';
 export const SUPER_EMAIL = 'root@bud.test';
 export const SUPER_PASSWORD = 'correct-horse-battery-staple';
 export const PASSWORD = 'a-long-enough-passw0rd';
+export const INTERNAL_TOKEN = 'internal-service-token-for-tests-0123456789';
 
 export interface RequestOptions {
   token?: string;
@@ -57,6 +59,8 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     SUPER_USER_EMAIL: SUPER_EMAIL,
     SUPER_USER_PASSWORD: SUPER_PASSWORD,
     RATE_LIMIT_ENABLED: 'false',
+    CREDENTIAL_KEYS_DIR: inject('credentialKeysDir'),
+    APP_API_TOKEN: INTERNAL_TOKEN,
     ...env,
   });
   const logs: string[] = [];

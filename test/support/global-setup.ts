@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { openDatabase } from '../../src/db/client.js';
+import { generateKek } from '../../src/platform/crypto/keyring.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    credentialKeysDir: string;
     pgliteTemplate: string;
     postgresTemplate: { url: string; database: string } | null;
   }
@@ -19,6 +21,10 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject) {
   const dir = await mkdtemp(join(tmpdir(), 'budapp-test-'));
+  // One RSA key-encryption key for the run: generating 3072-bit keys per test file would dominate start-up.
+  const keysDir = join(dir, 'credential-kek');
+  generateKek(keysDir, true);
+  project.provide('credentialKeysDir', keysDir);
   const url = process.env.TEST_DATABASE_URL;
   if (url) {
     const { default: postgres } = await import('postgres');

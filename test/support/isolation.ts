@@ -87,6 +87,14 @@ export const PATH_FIXTURES: Record<string, (t: TestApp, org: SeededOrg, params: 
     await addToProject(t, org, params.id!, member.id, 'viewer');
     return { user_id: member.id };
   },
+  '/credentials/{id}': async (t, org) => {
+    const res = await t.request('POST', '/credentials', {
+      token: org.admin.token,
+      body: { name: `Fixture ${randomUUID()}`, kind: 'openai', values: { api_key: `sk-fixture-${randomUUID()}` } },
+    });
+    if (res.status !== 201) throw new Error(`fixture credential: ${res.status} ${res.text}`);
+    return { id: res.body.id };
+  },
   '/audit/{id}': async (t, org) => {
     const res = await t.request('GET', '/audit?limit=1', { token: org.admin.token });
     return { id: res.body.items[0].id };

@@ -12,10 +12,12 @@ export const AUDIT_ACTIONS = [
   'access_denied',
   'data_export',
   'audit_verify',
+  'secret_access',
+  'key_rotation',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
-export const AUDIT_RESOURCE_TYPES = ['user', 'organization', 'session', 'audit', 'operation', 'project', 'project_member'] as const;
+export const AUDIT_RESOURCE_TYPES = ['user', 'organization', 'session', 'audit', 'operation', 'project', 'project_member', 'credential', 'encryption_key'] as const;
 export type AuditResourceType = (typeof AUDIT_RESOURCE_TYPES)[number];
 
 export const ACTOR_TYPES = ['user', 'system', 'service'] as const;
@@ -41,6 +43,8 @@ export const AUDIT_DETAILS: Record<AuditAction, z.ZodType<Record<string, unknown
   refresh_reuse_detected: z.strictObject({ family_id: z.string().max(200) }),
   access_denied: z.strictObject({ permission: z.string().max(100), operation: z.string().max(200) }),
   data_export: z.strictObject({ format: z.enum(['csv', 'ndjson']), filters: snapshot, chain_id: z.string(), head_seq: z.number().int() }),
+  secret_access: z.strictObject({ requested_by: z.string().max(200), version: z.number().int() }),
+  key_rotation: z.strictObject({ to_key_id: z.string().max(100), rewrapped: z.number().int(), remaining: z.number().int() }),
   audit_verify: z.strictObject({ chain_id: z.string(), from_seq: z.number().int(), to_seq: z.number().int(), ok: z.boolean(), first_failure_kind: z.string().nullable() }),
 };
 
