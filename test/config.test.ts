@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
 import { bootstrap, type BootstrapResult } from '../src/bootstrap.js';
 import { ConfigError, envSchema, loadConfig, type Config } from '../src/config.js';
 import type { Database, Db } from '../src/db/client.js';
@@ -21,7 +22,13 @@ const API_TOKEN = 'k'.repeat(20) + 'Q7v9xZ2mL4pR8sT1'; // 36 characters
  * Every secret production insists on, valid. (AUDIT_SIGNING_KEY is required once the audit signer lands;
  * before that zod simply drops it.) A test below names the ones the first two are refused without.
  */
-const PROD_SECRETS = { NODE_ENV: 'production', JWT_PRIVATE_KEY: PEM, APP_API_TOKEN: API_TOKEN, AUDIT_SIGNING_KEY: newPem() };
+const PROD_SECRETS = {
+  NODE_ENV: 'production',
+  JWT_PRIVATE_KEY: PEM,
+  APP_API_TOKEN: API_TOKEN,
+  AUDIT_SIGNING_KEY: newPem(),
+  CREDENTIAL_KEYS_DIR: inject('credentialKeysDir'),
+};
 
 const tempDirs: string[] = [];
 const tempDir = () => {
@@ -177,8 +184,8 @@ describe('loadConfig: bad values are refused with a ConfigError naming the varia
 
 describe('loadConfig: production', () => {
   it('refuses to start without the signing key and the service token, naming them', () => {
-    const err = expectRefused({ NODE_ENV: 'production' }, 'JWT_PRIVATE_KEY', 'JWT_PRIVATE_KEY_FILE', 'APP_API_TOKEN', 'production');
-    expect(err.message.split('\n').length).toBeLessThanOrEqual(4);
+    const err = expectRefused({ NODE_ENV: 'production' }, 'JWT_PRIVATE_KEY', 'JWT_PRIVATE_KEY_FILE', 'APP_API_TOKEN', 'CREDENTIAL_KEYS_DIR', 'production');
+    expect(err.message.split('\n').length).toBeLessThanOrEqual(5);
   });
 
   it('names only what is missing', () => {
@@ -321,7 +328,7 @@ describe('the real process', () => {
     for (const name of names) expect(message).toContain(name);
     expect(message).not.toContain('    at ');
     expect(message).not.toMatch(/ConfigError|ZodError|node:internal/);
-    expect(message.split('\n').length, message).toBeLessThanOrEqual(4);
+    expect(message.split('\n').length, message).toBeLessThanOrEqual(6);
   }
 
   it('NODE_ENV=production without secrets exits 1 with a short message naming them, and touches nothing', async () => {
