@@ -43,14 +43,14 @@ const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
  */
 export function createAuthenticator(deps: { config: Config; db: Db; clock: Clock; cache: Cache; verifier: TokenVerifier }): Authenticator {
   const verified = new Map<string, VerifiedAccessToken>();
-  const { clockSkewSeconds: skew, accessTokenTtlSeconds: ttl } = deps.config.auth;
+  const { clockSkewSeconds: skew } = deps.config.auth;
 
   async function claimsOf(token: string): Promise<VerifiedAccessToken> {
     const now = deps.clock.now().getTime() / 1000;
     const hit = verified.get(token);
     if (hit) {
       // The same time checks verify() made, applied to the clock of this request.
-      if (hit.exp + skew > now && now - hit.iat <= ttl + skew) return hit;
+      if (hit.exp + skew > now && (hit.maxAgeSeconds === undefined || now - hit.iat <= hit.maxAgeSeconds + skew)) return hit;
       verified.delete(token);
       throw unauthenticated();
     }

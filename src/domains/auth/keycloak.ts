@@ -84,6 +84,8 @@ export async function provisionUser(ctx: ServiceCtx, claims: JWTPayload, sync: b
     const [byEmail] = await tx.db.select().from(users).where(sql`lower(${users.email}) = ${email}`);
     if (byEmail) {
       if (byEmail.keycloakId) throw new AppError('CONFLICT', 'This email belongs to another identity-provider account');
+      // Only a verified email may claim an existing account (else an unverified sign-up could take it over).
+      if (claims.email_verified !== true) throw new AppError('CONFLICT', 'An account with this email exists; verify the email at the identity provider first');
       // A user created here before their first sign-in (or before the switch to Keycloak): link it.
       const [row] = await tx.db.update(users).set({ keycloakId: sub, updatedAt: ctx.clock.now() }).where(eq(users.id, byEmail.id)).returning();
       await appendAudit(tx, {
@@ -248,11 +250,6 @@ export async function oauthStart(ctx: ServiceCtx): Promise<string> {
   return client.authorizationUrl({ state, ...stored });
 }
 
-async function takeOnce(ctx: ServiceCtx, key: string): Promise<string | undefined> {
-  const value = await ctx.deps.cache.get(key);
-  if (value !== undefined) await ctx.deps.cache.delete(key);
-  return value;
-}
 
 /**
  * Finishes the code flow. Returns the token pair, or — with FRONTEND_URL — a redirect carrying a one-time
@@ -262,7 +259,7 @@ export async function oauthCallback(ctx: ServiceCtx, params: { code?: string; st
   if (params.error) throw new AppError('UNAUTHENTICATED', 'The identity provider refused the sign-in');
   if (!params.state) throw badField('state', 'is required');
   if (!params.code) throw badField('code', 'is required');
-  const raw = await takeOnce(ctx, `oauth:state:${params.state}`);
+  const raw = await ctx.deps.cache.take(`oauth:state:${params.state}`);
   if (!raw) throw new AppError('UNAUTHENTICATED', 'Unknown, used or expired sign-in state; start again');
   const stored = JSON.parse(raw) as OauthState;
   const client = ctx.deps.keycloak!;
@@ -280,7 +277,7 @@ export async function oauthCallback(ctx: ServiceCtx, params: { code?: string; st
 }
 
 export async function oauthExchange(ctx: ServiceCtx, code: string): Promise<TokenResponse> {
-  const raw = await takeOnce(ctx, `oauth:exchange:${code}`);
+  const raw = await ctx.deps.cache.take(`oauth:exchange:${code}`);
   if (!raw) throw new AppError('UNAUTHENTICATED', 'Unknown, used or expired code');
   return JSON.parse(raw) as TokenResponse;
 }

@@ -91,6 +91,8 @@ export async function createUser(ctx: ActorCtx, input: CreateUserInput) {
   const passwordHash = input.password === undefined || keycloak ? null : await hashPassword(input.password);
   const keycloakId = keycloak ? await keycloak.createUser({ email: input.email, name: input.name, password: input.password }) : null;
   try {
+    // The provider's role claims decide at every sign-in, so the role must be granted there too.
+    if (keycloak && keycloakId) await keycloak.setRealmRole(keycloakId, input.role);
     return await insertUser(ctx, input, organizationId, passwordHash, keycloakId);
   } catch (err) {
     if (keycloak && keycloakId) await keycloak.deleteUser(keycloakId).catch((e: unknown) => ctx.log.error({ err: e, keycloak_id: keycloakId }, 'could not remove the provider user after a failed create'));
@@ -180,7 +182,7 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput, auditAct
       target.status === 'active' &&
       ((patch.role && patch.role !== 'admin' && patch.role !== 'super_admin') || patch.status === 'deactivated');
     if (losesAdmin) await assertNotLastAdmin(tx, target);
-    if (Object.keys(patch).length === 0) return { row: target, changed: false };
+    if (Object.keys(patch).length === 0) return { row: target, changed: false, previousRole: target.role };
     const [row] = await tx.db
       .update(users)
       .set({ ...patch, updatedAt: ctx.clock.now() })
@@ -197,9 +199,14 @@ export async function updateUser(ctx: ActorCtx, input: UpdateUserInput, auditAct
       organizationId: target.organizationId,
       details: auditAction === 'delete' ? { before: userSnapshot(target) } : { changes },
     });
-    return { row: row!, changed: true };
+    return { row: row!, changed: true, previousRole: target.role };
   });
   if (result.changed) await ctx.deps.authenticator.forgetUser(result.row.id);
+  if (result.changed && ctx.deps.keycloak && result.row.keycloakId && input.role !== undefined && result.previousRole !== result.row.role) {
+    await ctx.deps.keycloak
+      .setRealmRole(result.row.keycloakId, result.row.role, result.previousRole)
+      .catch((err: unknown) => ctx.log.error({ err, user_id: result.row.id }, 'could not update the role at the identity provider'));
+  }
   if (result.changed && ctx.deps.keycloak && result.row.keycloakId && input.is_active !== undefined) {
     // Our refusal is already in force; the provider follows so its own sessions end too.
     await ctx.deps.keycloak

@@ -44,6 +44,11 @@ export function createMemoryCache(clock: Clock, maxEntries = 100_000): Cache {
     async delete(key) {
       entries.delete(key);
     },
+    async take(key) {
+      const value = live(key)?.value;
+      entries.delete(key);
+      return value;
+    },
     async increment(key, ttlSeconds) {
       const now = clock.now().getTime();
       const e = live(key);

@@ -69,10 +69,12 @@ export class KeycloakClient {
     return value;
   }
 
+  /** Readiness asks the provider now (not the discovery cache), with a short timeout. */
   async ready(): Promise<boolean> {
     try {
-      await this.discovery();
-      return true;
+      const res = await fetch(`${this.config.issuerUrl}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(Math.min(this.config.timeoutMs, 2000)) });
+      await res.body?.cancel();
+      return res.ok;
     } catch {
       return false;
     }
@@ -136,7 +138,10 @@ export class KeycloakClient {
     });
     const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     if (res.ok) return body as unknown as OidcTokenSet;
-    if (res.status >= 500) throw unavailable(new Error(`token endpoint answered ${res.status}`));
+    // A rejected client is our misconfiguration, not the user's credentials: report it as unavailable.
+    if (res.status >= 500 || body.error === 'invalid_client' || body.error === 'unauthorized_client') {
+      throw unavailable(new Error(`token endpoint answered ${res.status} ${String(body.error)}`));
+    }
     throw new AppError('UNAUTHENTICATED', 'The identity provider refused the credentials', { cause: new Error(String(body.error)) });
   }
 
@@ -224,6 +229,17 @@ export class KeycloakClient {
     const id = res.headers.get('location')?.split('/').pop();
     if (!id) throw unavailable(new Error('user created without a Location header'));
     return id;
+  }
+
+  /** Makes `role` the user's only budapp realm role at the provider (other realm roles are left alone). */
+  async setRealmRole(id: string, role: string, previous?: string): Promise<void> {
+    const path = `/users/${encodeURIComponent(id)}/role-mappings/realm`;
+    if (previous && previous !== role) {
+      const old = (await (await this.admin('GET', `/roles/${encodeURIComponent(previous)}`)).json()) as Record<string, unknown>;
+      await this.admin('DELETE', path, [old]);
+    }
+    const rep = (await (await this.admin('GET', `/roles/${encodeURIComponent(role)}`)).json()) as Record<string, unknown>;
+    await this.admin('POST', path, [rep]);
   }
 
   async setUserEnabled(id: string, enabled: boolean): Promise<void> {

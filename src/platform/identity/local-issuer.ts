@@ -17,6 +17,8 @@ export interface VerifiedAccessToken {
   iat: number;
   /** Only the local issuer puts the organisation in its tokens. */
   organizationId?: string;
+  /** The longest life the issuer's verifier allows (the local issuer's TTL); none for external providers. */
+  maxAgeSeconds?: number;
   claims: JWTPayload;
 }
 
@@ -103,6 +105,14 @@ export class LocalTokenIssuer {
     if (typeof payload.org !== 'string' || !UUID.test(payload.org) || typeof payload.sub !== 'string' || !UUID.test(payload.sub) || typeof payload.jti !== 'string') {
       throw new AppError('UNAUTHENTICATED', 'Invalid or expired access token');
     }
-    return { subject: payload.sub, jti: payload.jti, exp: payload.exp!, iat: payload.iat!, organizationId: payload.org, claims: payload };
+    return {
+      subject: payload.sub,
+      jti: payload.jti,
+      exp: payload.exp!,
+      iat: payload.iat!,
+      organizationId: payload.org,
+      maxAgeSeconds: this.options.accessTokenTtlSeconds,
+      claims: payload,
+    };
   }
 }
