@@ -19,7 +19,7 @@ import type { Database } from '../../src/db/client.js';
 import { closeDeps, createDeps, type Deps } from '../../src/deps.js';
 import { createLogger } from '../../src/lib/logger.js';
 import type { JsonResponse, RequestOptions } from './app.js';
-import { SUPER_EMAIL, SUPER_PASSWORD } from './app.js';
+import { SUPER_EMAIL, SUPER_PASSWORD, jsonRequester } from './app.js';
 import { TestClock } from './clock.js';
 import { openTestDatabase } from './db.js';
 import type { FakeKeycloak } from './oidc-server.js';
@@ -81,24 +81,7 @@ export async function createKeycloakApp(
 
   const raw = (path: string, init?: RequestInit) => Promise.resolve(app.request(path, init));
 
-  async function request<T = any>(method: string, path: string, options: RequestOptions = {}): Promise<JsonResponse<T>> {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    let body: string | undefined = options.rawBody;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['content-type'] ??= 'application/json';
-    }
-    const res = await app.request(path, { method, headers, body });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not JSON */
-    }
-    return { status: res.status, headers: res.headers, body: parsed as T, text };
-  }
+  const request = jsonRequester(app);
 
   async function login(email: string, password: string) {
     const res = await request('POST', '/auth/login', { body: { email, password } });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AuditRecordRow } from '../../db/schema/audit.js';
+import { hashedFieldsOf } from './chain.js';
 import { ACTOR_TYPES, AUDIT_ACTIONS, AUDIT_RESOURCE_TYPES } from '../../lib/audit/actions.js';
 import { FAILURE_KINDS } from '../../lib/audit/verify.js';
 import { pageInput, pageOf } from '../../lib/pagination.js';
@@ -26,24 +27,8 @@ export const AuditRecordDto = z
   .meta({ id: 'AuditRecord' });
 export type AuditRecordDto = z.infer<typeof AuditRecordDto>;
 
-export const toAuditRecordDto = (r: AuditRecordRow): AuditRecordDto => ({
-  id: r.id,
-  chain_id: r.chainId,
-  seq: r.seq,
-  organization_id: r.organizationId,
-  action: r.action as AuditRecordDto['action'],
-  resource_type: r.resourceType as AuditRecordDto['resource_type'],
-  resource_id: r.resourceId,
-  user_id: r.userId,
-  actor_type: r.actorType,
-  details: r.details,
-  ip_address: r.ipAddress,
-  user_agent: r.userAgent,
-  request_id: r.requestId,
-  created_at: r.createdAt.toISOString(),
-  previous_hash: r.previousHash,
-  current_hash: r.currentHash,
-});
+/** The DTO is exactly the hashed fields plus current_hash (docs/audit.md's record table). */
+export const toAuditRecordDto = (r: AuditRecordRow): AuditRecordDto => ({ ...hashedFieldsOf(r), current_hash: r.currentHash }) as AuditRecordDto;
 
 /** A chain selector: an organisation id, or "platform" for the platform chain (super admins only). */
 export const ChainSelector = z.union([z.uuid(), z.literal('platform')]);

@@ -17,6 +17,7 @@ import { toCredentialDto, type CreateCredentialInput, type ListCredentialsInput,
 export const credentialAad = (c: { organizationId: string; id: string; version: number }) => `budapp/credential/v1|${c.organizationId}|${c.id}|${c.version}`;
 
 const sealedOf = (c: CredentialRow): SealedSecret => ({ ciphertext: c.ciphertext, iv: c.iv, tag: c.authTag, wrappedKey: c.wrappedKey, kekId: c.kekId });
+const sealedColumns = (s: SealedSecret) => ({ ciphertext: s.ciphertext, iv: s.iv, authTag: s.tag, wrappedKey: s.wrappedKey, kekId: s.kekId });
 
 /**
  * What still uses a credential and so blocks its deletion; endpoints and clusters add their checks here.
@@ -95,11 +96,7 @@ export async function createCredential(ctx: ActorCtx, input: CreateCredentialInp
         name: input.name,
         fields: split.fields,
         masks: split.masks,
-        ciphertext: sealed.ciphertext,
-        iv: sealed.iv,
-        authTag: sealed.tag,
-        wrappedKey: sealed.wrappedKey,
-        kekId: sealed.kekId,
+        ...sealedColumns(sealed),
         createdBy: ctx.actor.userId,
         createdAt: now,
         updatedAt: now,
@@ -159,16 +156,7 @@ export async function updateCredential(ctx: ActorCtx, input: UpdateCredentialInp
       // The secret material gets a new version, a fresh data key and the AAD of that version.
       const version = row.version + 1;
       const sealed = seal(Buffer.from(JSON.stringify(split.secrets)), credentialAad({ ...row, version }), ctx.deps.keyring);
-      Object.assign(patch, {
-        fields: split.fields,
-        masks: split.masks,
-        ciphertext: sealed.ciphertext,
-        iv: sealed.iv,
-        authTag: sealed.tag,
-        wrappedKey: sealed.wrappedKey,
-        kekId: sealed.kekId,
-        version,
-      });
+      Object.assign(patch, { fields: split.fields, masks: split.masks, ...sealedColumns(sealed), version });
       changes.fields = { old: row.fields, new: split.fields };
       changes.masked = { old: row.masks, new: split.masks };
     }
