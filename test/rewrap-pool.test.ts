@@ -72,4 +72,17 @@ describe('createRewrapPool', () => {
       await pool.close();
     }
   });
+
+  it('fails as a whole, without respawning, when a worker dies', async () => {
+    const real = Keyring.load(dir, { generateIfMissing: false });
+    // Key material the workers cannot parse: each dies at start.
+    const broken = { ids: [k1], currentId: k1, privateKeyPem: () => 'not a key', currentPublicKeyPem: () => real.currentPublicKeyPem() } as unknown as Keyring;
+    const before = threadCount();
+    const pool = createRewrapPool(broken, 2);
+    const item = { kekId: k1, wrapped: Buffer.alloc(384) };
+    await expect(pool.rewrapBatch([item])).rejects.toThrow(/rewrap worker exited|rewrap pool failed/);
+    await expect(pool.rewrapBatch([item])).rejects.toThrow(/rewrap pool failed/);
+    await pool.close();
+    if (before !== undefined) expect(threadCount()).toBeLessThanOrEqual(before);
+  });
 });

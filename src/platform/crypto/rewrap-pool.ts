@@ -14,7 +14,10 @@ export interface RewrapPool {
   /** The KEK every output is wrapped under: the keyring's current key when the pool was created. */
   readonly targetKekId: string;
   readonly threads: number;
-  /** Terminates the workers; calls still queued or running reject. Idempotent. */
+  /**
+   * Terminates the workers; calls still queued or running reject. Idempotent. If a worker dies, the pool
+   * fails as a whole: pending and later calls reject (create a new pool to retry).
+   */
   close(): Promise<void>;
 }
 
@@ -58,6 +61,7 @@ export function createRewrapPool(keyring: Keyring, threads = os.availableParalle
   const queue: Task[] = [];
   const slots: Slot[] = [];
   let closed = false;
+  let failed: Error | undefined;
 
   const spawn = (): Slot => {
     // execArgv: [] — the worker is plain JavaScript, so no TypeScript loader (tsx, vitest) is started in it.
@@ -82,11 +86,16 @@ export function createRewrapPool(keyring: Keyring, threads = os.availableParalle
       if (i >= 0) slots.splice(i, 1);
       const task = slot.task;
       slot.task = undefined;
-      task?.reject(closed ? new Error('rewrap pool closed') : new Error(`rewrap worker exited (code ${code})${slot.failure ? `: ${slot.failure.message}` : ''}`, { cause: slot.failure }));
-      if (!closed) {
-        slots.push(spawn());
-        dispatch();
+      if (closed) {
+        task?.reject(failed ?? new Error('rewrap pool closed'));
+        return;
       }
+      // A worker that dies (bad key material, out of memory) fails the pool rather than being respawned into
+      // the same failure: every call in progress rejects, and so does every later one. A rotation is resumable.
+      const err = new Error(`rewrap worker exited (code ${code})${slot.failure ? `: ${slot.failure.message}` : ''}`, { cause: slot.failure });
+      failed ??= err;
+      task?.reject(err);
+      void shutdown(err);
     });
     return slot;
   };
@@ -100,6 +109,12 @@ export function createRewrapPool(keyring: Keyring, threads = os.availableParalle
       slot.worker.ref();
       slot.worker.postMessage({ kekIndex: task.kekIndex, wrapped: task.wrapped, offsets: task.offsets }, [task.wrapped, task.kekIndex.buffer, task.offsets.buffer]);
     }
+  };
+
+  const shutdown = async (reason: Error) => {
+    closed = true;
+    for (const task of queue.splice(0)) task.reject(reason);
+    await Promise.all([...slots].map((s) => s.worker.terminate()));
   };
 
   for (let i = 0; i < threads; i++) slots.push(spawn());
@@ -127,6 +142,7 @@ export function createRewrapPool(keyring: Keyring, threads = os.availableParalle
     targetKekId: keyring.currentId,
     threads,
     async rewrapBatch(items) {
+      if (failed) throw new Error(`rewrap pool failed: ${failed.message}`, { cause: failed });
       if (closed) throw new Error('rewrap pool closed');
       const missing = items.find((it) => !kekIndex.has(it.kekId));
       if (missing) throw new Error(`rewrap pool: key-encryption key ${missing.kekId} is not loaded (the pool has ${kekIds.join(', ')})`);
@@ -137,10 +153,8 @@ export function createRewrapPool(keyring: Keyring, threads = os.availableParalle
       return (await Promise.all(slices)).flat();
     },
     async close() {
-      if (closed) return;
-      closed = true;
-      for (const task of queue.splice(0)) task.reject(new Error('rewrap pool closed'));
-      await Promise.all([...slots].map((s) => s.worker.terminate()));
+      if (closed && slots.length === 0) return;
+      await shutdown(new Error('rewrap pool closed'));
     },
   };
 }
