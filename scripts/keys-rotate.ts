@@ -7,7 +7,7 @@
  */
 import { loadConfig, ConfigError } from '../src/config.js';
 import { closeDeps, createDeps } from '../src/deps.js';
-import { rewrapAll } from '../src/domains/credentials/rewrap.js';
+import { rewrapAllParallel } from '../src/domains/credentials/rewrap.js';
 import { createLogger } from '../src/lib/logger.js';
 import { generateKek, Keyring } from '../src/platform/crypto/keyring.js';
 
@@ -23,7 +23,7 @@ async function main(argv: string[]) {
     await deps.database.migrate();
     deps.keyring = Keyring.load(config.credentials.keysDir, { currentKeyId: config.credentials.currentKeyId, generateIfMissing: false });
     const started = performance.now();
-    const result = await rewrapAll(
+    const result = await rewrapAllParallel(
       { db: deps.db, clock: deps.clock, ids: deps.ids, log: deps.log, deps, actor: null, requestId: 'keys-rotate', ip: 'unknown', userAgent: 'keys:rotate' },
       {
         onProgress: (p) => {

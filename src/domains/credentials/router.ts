@@ -1,6 +1,6 @@
 import { router } from '../../trpc/init.js';
 import { authedProcedure, permissionProcedure, projectAwareProcedure } from '../../trpc/procedures.js';
-import { rewrapAll } from './rewrap.js';
+import { rewrapAllParallel } from './rewrap.js';
 import { CreateCredentialInput, CredentialDto, CredentialId, CredentialPage, ListCredentialsInput, RewrapResult, UpdateCredentialInput } from './schemas.js';
 import * as vault from './service.js';
 import { z } from 'zod';
@@ -44,7 +44,7 @@ export const credentialsRouter = router({
     .input(z.strictObject({}))
     .output(RewrapResult)
     .mutation(async ({ ctx }) => {
-      const result = await rewrapAll(ctx.svc);
+      const result = await rewrapAllParallel(ctx.svc);
       return { current_key_id: ctx.svc.deps.keyring.currentId, rewrapped: result.rewrapped, remaining: result.remaining, missing_key: result.missingKey };
     }),
 
