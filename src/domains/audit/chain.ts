@@ -121,6 +121,56 @@ export async function chainHead(db: DbOrTx, chainId: string) {
   return head ?? { chainId, seq: 0, hash: GENESIS_HASH };
 }
 
+/** db.execute's rows: postgres.js answers an array, PGlite `{ rows }`. */
+export const driverRows = <T>(result: unknown): T[] => (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+
+interface RawAuditRow {
+  id: string;
+  seq: string;
+  organization_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  user_id: string | null;
+  actor_type: string;
+  details: Record<string, unknown>;
+  ip_address: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  created_at: string;
+  previous_hash: string;
+  current_hash: string;
+}
+
+/**
+ * readChain for verification: the hashed fields straight from the driver (no ORM row mapping, created_at
+ * formatted by the server exactly as Date#toISOString() would), batch by batch.
+ */
+export async function* readChainFields(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number, batchSize = 1000) {
+  let next = fromSeq;
+  while (next <= toSeq) {
+    const rows = driverRows<RawAuditRow>(await db.execute(sql`
+      select id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details, ip_address, user_agent, request_id,
+             to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, previous_hash, current_hash
+      from audit_records where chain_id = ${chainId} and seq >= ${next} and seq <= ${toSeq} order by seq limit ${batchSize}`));
+    if (rows.length === 0) return;
+    const batch: { fields: HashedAuditFields; currentHash: string }[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      batch[i] = {
+        fields: {
+          chain_id: chainId, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
+          resource_type: r.resource_type, resource_id: r.resource_id, user_id: r.user_id, actor_type: r.actor_type, details: r.details,
+          ip_address: r.ip_address, user_agent: r.user_agent, request_id: r.request_id, created_at: r.created_at,
+        },
+        currentHash: r.current_hash,
+      };
+    }
+    yield batch;
+    next = batch[batch.length - 1]!.fields.seq + 1;
+  }
+}
+
 /** Reads a chain in seq order, batch by batch, so memory does not grow with its length. */
 export async function* readChain(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number, batchSize = 2000) {
   let next = fromSeq;

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { and, asc, eq, gt, lte } from 'drizzle-orm';
+import { and, eq, gt, lte, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { auditCheckpoints, auditRecords, type AuditRecordRow } from '../../db/schema/audit.js';
+import { auditCheckpoints, auditRecords } from '../../db/schema/audit.js';
 import { canonicalJson } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
-import { appendAudit, chainHead, hashedFieldsOf, writeCheckpoint } from './chain.js';
+import { appendAudit, chainHead, driverRows, writeCheckpoint } from './chain.js';
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
 
@@ -28,7 +28,26 @@ export const manifestSigningBytes = (manifest: Record<string, unknown>) => {
   return Buffer.from(canonicalJson(unsigned), 'utf8');
 };
 
-const BATCH = 2000;
+const BATCH = 1000;
+
+interface RawExportRow {
+  chain_id: string;
+  seq: string;
+  previous_hash: string;
+  id: string;
+  organization_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  user_id: string | null;
+  actor_type: string;
+  details: Record<string, unknown>;
+  ip_address: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  created_at: string;
+  current_hash: string;
+}
 
 /**
  * Streams one chain's records (seq order, filtered) as CSV or NDJSON with constant memory: rows are read in
@@ -65,12 +84,15 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
   const encoder = new TextEncoder();
   let done = false;
 
-  const line = (r: AuditRecordRow) => {
-    if (format === 'csv') {
-      const f = { ...hashedFieldsOf(r), current_hash: r.currentHash };
-      return CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n';
-    }
-    return JSON.stringify({ type: 'record', ...hashedFieldsOf(r), current_hash: r.currentHash }) + '\n';
+  // Rows straight from the driver: no ORM row mapping, created_at formatted by the server as toISOString() would.
+  const line = (r: RawExportRow) => {
+    const f = {
+      chain_id: r.chain_id, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
+      resource_type: r.resource_type, resource_id: r.resource_id, user_id: r.user_id, actor_type: r.actor_type, details: r.details,
+      ip_address: r.ip_address, user_agent: r.user_agent, request_id: r.request_id, created_at: r.created_at, current_hash: r.current_hash,
+    };
+    if (format === 'csv') return CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n';
+    return JSON.stringify({ type: 'record', ...f }) + '\n';
   };
 
   const manifest = () => {
@@ -100,17 +122,20 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
     },
     async pull(controller) {
       if (done) return;
-      const rows = await ctx.db.select().from(auditRecords).where(and(scope, gt(auditRecords.seq, lastSeq))).orderBy(asc(auditRecords.seq)).limit(BATCH);
+      const rows = driverRows<RawExportRow>(await ctx.db.execute(sql`
+        select chain_id, seq, previous_hash, id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
+               ip_address, user_agent, request_id, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, current_hash
+        from ${auditRecords} where ${and(scope, gt(auditRecords.seq, lastSeq))} order by seq limit ${BATCH}`));
       if (rows.length > 0) {
         let chunk = '';
         for (const r of rows) {
           chunk += line(r);
-          digest.update(r.currentHash);
-          firstSeq ??= r.seq;
+          digest.update(r.current_hash);
+          firstSeq ??= Number(r.seq);
           count++;
         }
-        lastSeq = rows[rows.length - 1]!.seq;
-        controller.enqueue(encoder.encode(chunk));
+        lastSeq = Number(rows[rows.length - 1]!.seq);
+        controller.enqueue(Buffer.from(chunk, 'utf8'));
       }
       if (rows.length < BATCH) {
         done = true;

@@ -7,7 +7,7 @@ import { ChainVerifier } from '../../lib/audit/verify.js';
 import { GENESIS_HASH } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
 import { likePattern } from '../../lib/sql.js';
-import { chainHead, chainOf, checkpointsOf, hashedFieldsOf, PLATFORM_CHAIN, readChain, recordAudit } from './chain.js';
+import { chainHead, chainOf, checkpointsOf, PLATFORM_CHAIN, readChainFields, recordAudit } from './chain.js';
 import { toAuditRecordDto, type AuditFilterInput, type ListAuditInput, type VerifyInput } from './schemas.js';
 
 const isSuperAdmin = (ctx: ActorCtx) => ctx.actor.role === 'super_admin';
@@ -110,8 +110,8 @@ export async function verifyChain(ctx: ActorCtx, input: VerifyInput) {
     signature: c.signature,
   }));
   const verifier = new ChainVerifier(chainId, fromSeq, previousHash, checkpoints);
-  for await (const batch of readChain(ctx.db, chainId, fromSeq, toSeq)) {
-    for (const row of batch) verifier.push({ ...hashedFieldsOf(row), current_hash: row.currentHash });
+  for await (const batch of readChainFields(ctx.db, chainId, fromSeq, toSeq)) {
+    for (const { fields, currentHash } of batch) verifier.pushFields(fields, currentHash);
   }
   const result = verifier.finish(ctx.deps.auditSigner.verificationKeys, Math.min(head.seq, toSeq));
   const failure = result.firstFailure;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 
 /**
  * The audit chain's byte-level definitions. docs/audit.md specifies the same thing in prose so a third party
@@ -21,11 +21,23 @@ export function canonicalJson(value: unknown): string {
     case 'string':
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-      const entries = Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(value[i]);
+        return out + ']';
+      }
+      const o = value as Record<string, unknown>;
+      // Default sort compares UTF-16 code units, as RFC 8785 requires.
+      const keys = Object.keys(o).sort();
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const v = o[k];
+        if (v === undefined) continue;
+        out += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(v);
+        first = false;
+      }
+      return out + '}';
     }
     default:
       throw new TypeError(`canonical JSON has no representation for ${typeof value}`);
@@ -52,10 +64,39 @@ export interface HashedAuditFields {
   created_at: string;
 }
 
-export const sha256Hex = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash;
+export const sha256Hex = oneShot ? (text: string) => oneShot('sha256', text, 'hex') : (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+const HASHED_KEYS = 15;
+const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
+
+/**
+ * canonicalJson(fields) for a well-formed record, without sorting: the keys of HashedAuditFields in their
+ * canonical order. Anything else (extra or missing keys, odd types, as in a tampered export line) takes the
+ * generic path, so the bytes hashed are always exactly canonicalJson's.
+ */
+export function canonicalAuditRecord(f: HashedAuditFields): string {
+  if (
+    Object.keys(f).length !== HASHED_KEYS ||
+    typeof f.seq !== 'number' || typeof f.chain_id !== 'string' || typeof f.previous_hash !== 'string' || typeof f.id !== 'string' ||
+    typeof f.action !== 'string' || typeof f.resource_type !== 'string' || typeof f.actor_type !== 'string' || typeof f.created_at !== 'string' ||
+    (f.organization_id !== null && typeof f.organization_id !== 'string') || (f.resource_id !== null && typeof f.resource_id !== 'string') ||
+    (f.user_id !== null && typeof f.user_id !== 'string') || (f.ip_address !== null && typeof f.ip_address !== 'string') ||
+    (f.user_agent !== null && typeof f.user_agent !== 'string') || (f.request_id !== null && typeof f.request_id !== 'string') ||
+    f.details === null || typeof f.details !== 'object'
+  ) {
+    return canonicalJson(f);
+  }
+  return (
+    '{"action":' + q(f.action) + ',"actor_type":' + q(f.actor_type) + ',"chain_id":' + q(f.chain_id) + ',"created_at":' + q(f.created_at) +
+    ',"details":' + canonicalJson(f.details) + ',"id":' + q(f.id) + ',"ip_address":' + q(f.ip_address) + ',"organization_id":' + q(f.organization_id) +
+    ',"previous_hash":' + q(f.previous_hash) + ',"request_id":' + q(f.request_id) + ',"resource_id":' + q(f.resource_id) +
+    ',"resource_type":' + q(f.resource_type) + ',"seq":' + canonicalJson(f.seq) + ',"user_agent":' + q(f.user_agent) + ',"user_id":' + q(f.user_id) + '}'
+  );
+}
 
 export function hashAuditRecord(fields: HashedAuditFields): string {
-  return sha256Hex(canonicalJson(fields));
+  return sha256Hex(canonicalAuditRecord(fields));
 }
 
 export interface CheckpointStatement {

@@ -57,21 +57,26 @@ export class ChainVerifier {
   }
 
   push(record: VerifiableRecord) {
-    this.checked++;
-    if (record.seq !== this.expectedSeq) {
-      this.fail({ seq: this.expectedSeq, kind: 'missing_seq', expected: String(this.expectedSeq), actual: String(record.seq) });
-    }
     const { current_hash, ...fields } = record;
+    this.pushFields(fields, current_hash);
+  }
+
+  /** push() without building a record object: the fields exactly as hashed, and the stored hash. */
+  pushFields(fields: HashedAuditFields, current_hash: string) {
+    this.checked++;
+    if (fields.seq !== this.expectedSeq) {
+      this.fail({ seq: this.expectedSeq, kind: 'missing_seq', expected: String(this.expectedSeq), actual: String(fields.seq) });
+    }
     const recomputed = hashAuditRecord(fields);
     if (recomputed !== current_hash) {
-      this.fail({ seq: record.seq, kind: 'hash_mismatch', expected: recomputed, actual: current_hash });
-    } else if (record.previous_hash !== this.previousHash) {
-      this.fail({ seq: record.seq, kind: 'link_break', expected: this.previousHash, actual: record.previous_hash });
+      this.fail({ seq: fields.seq, kind: 'hash_mismatch', expected: recomputed, actual: current_hash });
+    } else if (fields.previous_hash !== this.previousHash) {
+      this.fail({ seq: fields.seq, kind: 'link_break', expected: this.previousHash, actual: fields.previous_hash });
     }
-    if (this.checkpointSeqs.has(record.seq)) this.hashAt.set(record.seq, current_hash);
+    if (this.checkpointSeqs.has(fields.seq)) this.hashAt.set(fields.seq, current_hash);
     this.previousHash = current_hash;
-    this.expectedSeq = record.seq + 1;
-    this.lastSeq = record.seq;
+    this.expectedSeq = fields.seq + 1;
+    this.lastSeq = fields.seq;
     this.lastHash = current_hash;
   }
 
