@@ -14,8 +14,9 @@
  *      admin and 50 viewer memberships for the developer spread over the range, straight into the bench
  *      database, analyzes, and checks that both project targets answer 200 with 20 items;
  *   5. loads each target with autocannon (warm-up, then a measured run), interleaved over several rounds;
- *   6. prints requests/s, p50 and p99 (mean over rounds), the ratios REST/raw and tRPC/raw, and for the
- *      project pages p99 against BENCH_LIST_P99_MS and req/s against the raw single-row baseline.
+ *   6. prints requests/s, p50 and p99 (mean over rounds), CPU per request of the serving process and of the
+ *      bench database's PostgreSQL backends (local PostgreSQL only), the ratios REST/raw and tRPC/raw, and
+ *      for the project pages p99 against BENCH_LIST_P99_MS and req/s against the raw single-row baseline.
  *
  * Env (all optional):
  *   BENCH_DATABASE_URL  admin connection used to create/drop the bench database
@@ -261,6 +262,8 @@ interface Measurement {
   requests: number;
   /** CPU time (user + system, all threads) the serving process spent per request, µs; undefined off Linux. */
   cpuUsPerReq?: number;
+  /** CPU time the bench database's PostgreSQL backends spent per request, µs; undefined when not measurable. */
+  dbCpuUsPerReq?: number;
 }
 
 /** utime + stime of a process in µs, from /proc (Linux; clock ticks are 100 Hz there). */
@@ -274,6 +277,29 @@ function processCpuUs(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time of the PostgreSQL backends connected to the bench database, by pid (PostgreSQL on this machine
+ * only: read from /proc). Only backends of that database count, so other databases' load is left out.
+ */
+async function dbBackendCpuUs(admin: postgres.Sql, dbName: string): Promise<Map<number, number> | undefined> {
+  const rows = await admin<{ pid: number }[]>`select pid from pg_stat_activity where datname = ${dbName} and pid <> pg_backend_pid()`;
+  const out = new Map<number, number>();
+  for (const { pid } of rows) {
+    const us = processCpuUs(pid);
+    if (us === undefined) return undefined;
+    out.set(pid, us);
+  }
+  return out.size > 0 ? out : undefined;
+}
+
+/** CPU spent between two readings; a backend that started in between counts from zero. */
+function dbCpuDelta(before: Map<number, number> | undefined, after: Map<number, number> | undefined): number | undefined {
+  if (!before || !after) return undefined;
+  let total = 0;
+  for (const [pid, us] of after) total += us - (before.get(pid) ?? 0);
+  return total;
 }
 
 function load(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<autocannon.Result> {
@@ -418,6 +444,8 @@ async function main(): Promise<number> {
   });
   const dbUrl = new URL(settings.adminUrl);
   dbUrl.pathname = `/${dbName}`;
+  /** PostgreSQL's backends are only measurable (through /proc) when it runs on this machine. */
+  const isLocalDb = ['127.0.0.1', 'localhost', '::1', '[::1]', ''].includes(dbUrl.hostname) && process.platform === 'linux';
   phase(`created database ${dbName} (PostgreSQL ${pgVersion} at ${dbUrl.hostname}:${dbUrl.port || 5432})`);
 
   // Signing key and data dir in a temp dir.
@@ -431,6 +459,14 @@ async function main(): Promise<number> {
   // Production also wants the audit checkpoint key (a separate Ed25519 key); older builds ignore the variable.
   const auditKeyFile = join(tmp, 'audit-ed25519.pem');
   writeFileSync(auditKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  // And the credentials vault's key-encryption key: one RSA private key (PKCS#8 PEM) in a directory of its own.
+  const credentialKeysDir = join(tmp, 'credential-kek');
+  mkdirSync(credentialKeysDir, { mode: 0o700 });
+  writeFileSync(
+    join(credentialKeysDir, 'bench-kek.pem'),
+    generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    { mode: 0o600 },
+  );
 
   // 2. The service.
   const servicePort = await freePort();
@@ -443,6 +479,7 @@ async function main(): Promise<number> {
     JWT_PRIVATE_KEY_FILE: privateKeyFile,
     APP_API_TOKEN: randomBytes(32).toString('hex'),
     AUDIT_SIGNING_KEY_FILE: auditKeyFile,
+    CREDENTIAL_KEYS_DIR: credentialKeysDir,
     SUPER_USER_EMAIL: SUPER_EMAIL,
     SUPER_USER_PASSWORD: SUPER_PASSWORD,
     LOG_LEVEL: 'warn',
@@ -575,9 +612,11 @@ async function main(): Promise<number> {
         assertAll200(`${tag} warm-up`, w);
       }
       const pid = target === 'raw' ? raw.proc.pid : service.proc.pid;
+      const dbBefore = isLocalDb ? await dbBackendCpuUs(admin, dbName) : undefined;
       const cpuBefore = processCpuUs(pid);
       const r = await load(urls[target], headers, settings.duration, connections);
       const cpuAfter = processCpuUs(pid);
+      const dbUs = dbCpuDelta(dbBefore, isLocalDb ? await dbBackendCpuUs(admin, dbName) : undefined);
       assertAll200(tag, r);
       const m: Measurement = {
         target,
@@ -587,9 +626,12 @@ async function main(): Promise<number> {
         p99: r.latency.p99,
         requests: r.requests.total,
         cpuUsPerReq: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.requests.total : undefined,
+        dbCpuUsPerReq: dbUs === undefined ? undefined : dbUs / r.requests.total,
       };
       measurements.push(m);
-      const cpu = m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`;
+      const cpu =
+        (m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`) +
+        (m.dbCpuUsPerReq === undefined ? '' : `  db CPU ${m.dbCpuUsPerReq.toFixed(0)} µs/req`);
       phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${cpu}  (${m.requests} × 200, ${connections} conns)`);
     }
   }
@@ -605,6 +647,7 @@ async function main(): Promise<number> {
       perRound: ms.map((m) => m.rps),
       requests: ms.reduce((a, m) => a + m.requests, 0),
       cpuUsPerReq: ms.every((m) => m.cpuUsPerReq !== undefined) ? mean(ms.map((m) => m.cpuUsPerReq!)) : undefined,
+      dbCpuUsPerReq: ms.every((m) => m.dbCpuUsPerReq !== undefined) ? mean(ms.map((m) => m.dbCpuUsPerReq!)) : undefined,
     };
   });
   const rawSummary = summary.find((s) => s.target === 'raw');
@@ -638,7 +681,7 @@ async function main(): Promise<number> {
   lines.push('');
   lines.push(
     table(
-      ['target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'vs raw', 'req/s per round', 'server CPU µs/req', 'requests (all 200)'],
+      ['target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'vs raw', 'req/s per round', 'server CPU µs/req', 'db CPU µs/req', 'requests (all 200)'],
       summary.map((s) => [
         TARGET_LABEL[s.target],
         String(connectionsFor(s.target)),
@@ -648,9 +691,10 @@ async function main(): Promise<number> {
         rawSummary ? (s.rps / rawSummary.rps).toFixed(2) : '-',
         s.perRound.map((x) => x.toFixed(0)).join(' / '),
         s.cpuUsPerReq === undefined ? '-' : s.cpuUsPerReq.toFixed(0),
+        s.dbCpuUsPerReq === undefined ? '-' : s.dbCpuUsPerReq.toFixed(0),
         String(s.requests),
       ]),
-      [false, true, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true, true],
     ),
   );
   lines.push('');
@@ -676,7 +720,9 @@ async function main(): Promise<number> {
     if (!isListTarget(s.target)) continue;
     const ok = s.p99 <= settings.listP99Ms;
     below ||= !ok;
-    const cpu = s.cpuUsPerReq === undefined ? '' : `, server CPU ${s.cpuUsPerReq.toFixed(0)} µs/req`;
+    const cpu =
+      (s.cpuUsPerReq === undefined ? '' : `, server CPU ${s.cpuUsPerReq.toFixed(0)} µs/req`) +
+      (s.dbCpuUsPerReq === undefined ? '' : ` (+ PostgreSQL ${s.dbCpuUsPerReq.toFixed(0)} µs/req)`);
     const vsRaw = rawSummary ? `, req/s ÷ raw single-row req/s = ${(s.rps / rawSummary.rps).toFixed(3)}` : '';
     lines.push(
       `${s.target}: ${s.rps.toFixed(0)} req/s, p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms at ${settings.listConnections} connections ` +
