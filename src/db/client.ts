@@ -34,9 +34,9 @@ function expectedMigrationCount(): number {
   return journal.entries.length;
 }
 
-function rowsOf(result: unknown): Record<string, unknown>[] {
-  // PGlite answers { rows }, postgres.js answers an array.
-  return Array.isArray(result) ? result : ((result as { rows: Record<string, unknown>[] }).rows ?? []);
+/** db.execute's rows: PGlite answers { rows }, postgres.js an array. */
+export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : ((result as { rows: T[] }).rows ?? [])) as T[];
 }
 
 export async function openDatabase(config: DatabaseConfig): Promise<Database> {

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import { PgTransaction } from 'drizzle-orm/pg-core';
-import type { DbOrTx } from '../../db/client.js';
+import { rowsOf, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditRecords, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
@@ -129,26 +129,8 @@ export async function chainHead(db: DbOrTx, chainId: string) {
   return head ?? { chainId, seq: 0, hash: GENESIS_HASH };
 }
 
-/** db.execute's rows: postgres.js answers an array, PGlite `{ rows }`. */
-export const driverRows = <T>(result: unknown): T[] => (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
-
-interface RawAuditRow {
-  id: string;
-  seq: string;
-  organization_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  user_id: string | null;
-  actor_type: string;
-  details: Record<string, unknown>;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  created_at: string;
-  previous_hash: string;
-  current_hash: string;
-}
+/** A record as raw driver rows carry it: the hashed fields, with seq as bigint text, plus current_hash. */
+export type RawAuditRow = Omit<HashedAuditFields, 'seq'> & { seq: string; current_hash: string };
 
 /**
  * readChain for verification: the hashed fields straight from the driver (no ORM row mapping, created_at
@@ -157,7 +139,7 @@ interface RawAuditRow {
 export async function* readChainFields(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number, batchSize = 1000) {
   let next = fromSeq;
   while (next <= toSeq) {
-    const rows = driverRows<RawAuditRow>(await db.execute(sql`
+    const rows = rowsOf<RawAuditRow>(await db.execute(sql`
       select id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details, ip_address, user_agent, request_id,
              to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, previous_hash, current_hash
       from audit_records where chain_id = ${chainId} and seq >= ${next} and seq <= ${toSeq} order by seq limit ${batchSize}`));

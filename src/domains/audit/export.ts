@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { auditCheckpoints, auditRecords } from '../../db/schema/audit.js';
 import { canonicalJson } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
-import { appendAudit, chainHead, driverRows, writeCheckpoint } from './chain.js';
+import { rowsOf } from '../../db/client.js';
+import { appendAudit, chainHead, writeCheckpoint, type RawAuditRow } from './chain.js';
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
 
@@ -30,24 +31,6 @@ export const manifestSigningBytes = (manifest: Record<string, unknown>) => {
 
 const BATCH = 1000;
 
-interface RawExportRow {
-  chain_id: string;
-  seq: string;
-  previous_hash: string;
-  id: string;
-  organization_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  user_id: string | null;
-  actor_type: string;
-  details: Record<string, unknown>;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  created_at: string;
-  current_hash: string;
-}
 
 /**
  * Streams one chain's records (seq order, filtered) as CSV or NDJSON with constant memory: rows are read in
@@ -85,7 +68,7 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
   let done = false;
 
   // Rows straight from the driver: no ORM row mapping, created_at formatted by the server as toISOString() would.
-  const line = (r: RawExportRow) => {
+  const line = (r: RawAuditRow) => {
     const f = {
       chain_id: r.chain_id, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
       resource_type: r.resource_type, resource_id: r.resource_id, user_id: r.user_id, actor_type: r.actor_type, details: r.details,
@@ -122,7 +105,7 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
     },
     async pull(controller) {
       if (done) return;
-      const rows = driverRows<RawExportRow>(await ctx.db.execute(sql`
+      const rows = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
         select chain_id, seq, previous_hash, id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
                ip_address, user_agent, request_id, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, current_hash
         from ${auditRecords} where ${and(scope, gt(auditRecords.seq, lastSeq))} order by seq limit ${BATCH}`));
