@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../src/config.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import type { ActorCtx } from '../src/domains/service-ctx.js';
+import { machineBusySeconds, postgresCpu } from './common.js';
 
 export interface BenchDepsOptions {
   databaseUrl: string;
@@ -55,40 +56,7 @@ export const RESULT_PREFIX = 'RESULT ';
 
 // ------------------------------------------------------------------------------------ CPU accounting
 
-const TICKS = 100; // USER_HZ on Linux
 
-function machineBusySeconds(): number {
-  try {
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return (user + nice + system + irq + softirq + steal) / TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-/** CPU seconds of every PostgreSQL server process, by pid. */
-function postgresCpu(): Map<string, number> {
-  const out = new Map<string, number>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  } catch {
-    return out;
-  }
-  for (const pid of pids) {
-    try {
-      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = text.lastIndexOf(')');
-      if (text.slice(text.indexOf('(') + 1, close) !== 'postgres') continue;
-      const fields = text.slice(close + 2).split(' ');
-      // After "pid (comm) ", fields[0] is the state (field 3); utime and stime are fields 14 and 15.
-      out.set(pid, (Number(fields[11]) + Number(fields[12])) / TICKS);
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  return out;
-}
 
 export interface CpuShare {
   seconds: number;

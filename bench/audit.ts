@@ -55,16 +55,10 @@ import { closeDeps, type Deps } from '../src/deps.js';
 import { eq, sql as dsql } from 'drizzle-orm';
 import { adminCtx, benchDeps, formatCpu, RESULT_PREFIX, startCpuMonitor, type CpuShare, type OrgAdmin } from './audit-common.js';
 import { seedChain } from './audit-seed.js';
+import { createCleanups, envNumber } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const settings = {
   adminUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -98,22 +92,8 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 // --------------------------------------------------------------------------------------------- cleanup
 
-const cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
-let cleaning: Promise<void> | undefined;
-const onCleanup = (name: string, fn: () => Promise<void> | void) => cleanups.push({ name, fn });
+const { onCleanup, cleanup } = createCleanups('audit');
 
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const { name, fn } of cleanups.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[audit] clean-up "${name}" failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
 
 let interrupted = false;
 const children = new Set<ChildProcess>();

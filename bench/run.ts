@@ -46,16 +46,10 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { systemClock } from '../src/lib/clock.js';
 import { uuidV7Generator } from '../src/lib/ids.js';
+import { createCleanups, envNumber } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const settings = {
   adminUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -109,26 +103,8 @@ const phase = (msg: string) => process.stdout.write(`[bench ${elapsed()}] ${msg}
 
 // --------------------------------------------------------------------------------------------- cleanup
 
-const cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
-let cleaning: Promise<void> | undefined;
+const { onCleanup, cleanup } = createCleanups('bench');
 
-function onCleanup(name: string, fn: () => Promise<void> | void) {
-  cleanups.push({ name, fn });
-}
-
-/** Runs the registered clean-ups once, newest first; each failure is reported and the rest still run. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const { name, fn } of cleanups.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[bench] clean-up "${name}" failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
 
 let interrupted = false;
 /** The autocannon run in progress, stopped first on Ctrl-C so the servers can drain and exit. */

@@ -42,6 +42,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { generateKek, KEK_BITS, Keyring } from '../src/platform/crypto/keyring.js';
+import { createCleanups, envNumber, machineBusySeconds, postgresCpu } from './common.js';
 // Everything else is imported where it is used, so the rewrap child loads only what a rotation needs and its
 // peak RSS is the rotation's own.
 
@@ -49,13 +50,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const RESULT_PREFIX = 'RESULT ';
 
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const mb = (bytes: number) => bytes / (1024 * 1024);
@@ -174,38 +168,7 @@ async function child() {
 
 // ============================================================================== CPU accounting (Linux)
 
-const TICKS = 100; // USER_HZ
 
-function machineBusySeconds(): number {
-  try {
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return (user + nice + system + irq + softirq + steal) / TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-function postgresCpu(): Map<string, number> {
-  const out = new Map<string, number>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  } catch {
-    return out;
-  }
-  for (const pid of pids) {
-    try {
-      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = text.lastIndexOf(')');
-      if (text.slice(text.indexOf('(') + 1, close) !== 'postgres') continue;
-      const f = text.slice(close + 2).split(' ');
-      out.set(pid, (Number(f[11]) + Number(f[12])) / TICKS);
-    } catch {
-      /* exited */
-    }
-  }
-  return out;
-}
 
 interface CpuShare {
   self: number;
@@ -291,20 +254,7 @@ async function measureLimit(keyring: Keyring, kekId: string, threads: number, se
 
 // ========================================================================================= orchestrator
 
-const cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const { name, fn } of cleanups.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[vault] clean-up "${name}" failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
+const { onCleanup, cleanup } = createCleanups('vault');
 const children = new Set<ChildProcess>();
 let interrupted = false;
 
@@ -369,7 +319,7 @@ async function main() {
   const runStarted = performance.now();
   const loadBefore = load();
   const admin = postgres(settings.adminUrl, { max: 1, onnotice: () => {} });
-  cleanups.push({ name: 'admin connection', fn: () => admin.end({ timeout: 5 }) });
+  onCleanup('admin connection', () => admin.end({ timeout: 5 }));
   const [v] = await admin<{ version: string }[]>`select version()`;
   const cpus = os.cpus();
   say('budapp vault key-rotation benchmark');
@@ -383,12 +333,12 @@ async function main() {
   // --- database and keys
   const database = `budapp_vault_bench_${randomBytes(4).toString('hex')}`;
   await admin.unsafe(`create database ${database}`);
-  cleanups.push({ name: `drop ${database}`, fn: () => admin.unsafe(`drop database if exists ${database} with (force)`).then(() => undefined) });
+  onCleanup(`drop ${database}`, () => admin.unsafe(`drop database if exists ${database} with (force)`).then(() => undefined));
   const url = new URL(settings.adminUrl);
   url.pathname = `/${database}`;
   const dbUrl = url.toString();
   const work = mkdtempSync(join(os.tmpdir(), 'budapp-vault-bench-'));
-  cleanups.push({ name: 'temp dir', fn: () => rmSync(work, { recursive: true, force: true }) });
+  onCleanup('temp dir', () => rmSync(work, { recursive: true, force: true }));
   const keysDir = join(work, 'keys');
   const dataDir = join(work, 'data');
   mkdirSync(dataDir);
@@ -401,7 +351,7 @@ async function main() {
 
   // --- seed
   const sql = postgres(dbUrl, { max: 2, onnotice: () => {} });
-  cleanups.push({ name: 'bench connection', fn: () => sql.end({ timeout: 5 }) });
+  onCleanup('bench connection', () => sql.end({ timeout: 5 }));
   const ids = uuidV7Generator(systemClock);
   const organizationId = ids.uuid();
   await sql`insert into organizations (id, name) values (${organizationId}, 'Vault bench')`;

@@ -1,0 +1,69 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** A numeric environment variable with a default and a lower bound; anything else stops the bench. */
+export function envNumber(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** Clean-ups run once, newest first; each failure is reported under `label` and the rest still run. */
+export function createCleanups(label: string) {
+  const cleanups: { name: string; fn: () => Promise<void> | void }[] = [];
+  let cleaning: Promise<void> | undefined;
+  return {
+    onCleanup(name: string, fn: () => Promise<void> | void) {
+      cleanups.push({ name, fn });
+    },
+    cleanup(): Promise<void> {
+      cleaning ??= (async () => {
+        for (const { name, fn } of cleanups.reverse()) {
+          try {
+            await fn();
+          } catch (err) {
+            process.stderr.write(`[${label}] clean-up "${name}" failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          }
+        }
+      })();
+      return cleaning;
+    },
+  };
+}
+
+const TICKS = 100; // USER_HZ on Linux
+
+/** Busy CPU seconds of the whole machine since boot (from /proc/stat). */
+export function machineBusySeconds(): number {
+  try {
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return (user + nice + system + irq + softirq + steal) / TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every PostgreSQL server process, by pid. */
+export function postgresCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = text.lastIndexOf(')');
+      if (text.slice(text.indexOf('(') + 1, close) !== 'postgres') continue;
+      const fields = text.slice(close + 2).split(' ');
+      // After "pid (comm) ", fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+      out.set(pid, (Number(fields[11]) + Number(fields[12])) / TICKS);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
