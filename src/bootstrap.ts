@@ -3,7 +3,7 @@ import { ConfigError, type Config } from './config.js';
 import type { Deps } from './deps.js';
 import { appendAudit } from './domains/audit/chain.js';
 import type { ServiceCtx } from './domains/service-ctx.js';
-import { userSnapshot } from './domains/users/service.js';
+import { insertUserAudited } from './domains/users/service.js';
 import { organizations } from './db/schema/organizations.js';
 import { users } from './db/schema/users.js';
 import { generatePassword, hashPassword, passwordProblem } from './lib/passwords.js';
@@ -56,28 +56,19 @@ export async function bootstrap(deps: Deps): Promise<BootstrapResult> {
         .returning();
       await appendAudit(system, { action: 'create', resourceType: 'organization', resourceId: org!.id, organizationId: null, details: { after: { name: org!.name } } });
     }
-    const [user] = await tx
-      .insert(users)
-      .values({
-        id: deps.ids.uuid(),
+    const user = await insertUserAudited(
+      system,
+      {
         email: cfg.superUserEmail,
         name: 'Super Admin',
         organizationId: org!.id,
         role: 'super_admin',
         status: 'active',
         passwordHash: await hashPassword(password),
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning();
-    await appendAudit(system, {
-      action: 'create',
-      resourceType: 'user',
-      resourceId: user!.id,
-      organizationId: null,
-      details: { after: userSnapshot(user!) },
-    });
-    deps.log.info({ organization_id: org!.id, user_id: user!.id, email: cfg.superUserEmail }, 'created default organisation and super admin');
-    return { organizationId: org!.id, superUserId: user!.id, generatedPassword };
+      },
+      { chainOrganizationId: null },
+    );
+    deps.log.info({ organization_id: org!.id, user_id: user.id, email: cfg.superUserEmail }, 'created default organisation and super admin');
+    return { organizationId: org!.id, superUserId: user.id, generatedPassword };
   });
 }

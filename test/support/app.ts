@@ -72,19 +72,21 @@ export function jsonRequester(app: App) {
 let counter = 0;
 export const uniqueEmail = (prefix = 'user') => `${prefix}-${process.pid}-${Date.now().toString(36)}-${++counter}@example.test`;
 
+/** The environment every test app starts from; each harness adds its own variables on top. */
+export const baseTestEnv = (dataDir: string): Record<string, string> => ({
+  NODE_ENV: 'test',
+  DATA_DIR: dataDir,
+  LOG_LEVEL: 'info',
+  SUPER_USER_EMAIL: SUPER_EMAIL,
+  SUPER_USER_PASSWORD: SUPER_PASSWORD,
+  RATE_LIMIT_ENABLED: 'false',
+  CREDENTIAL_KEYS_DIR: inject('credentialKeysDir'),
+  APP_API_TOKEN: INTERNAL_TOKEN,
+});
+
 export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'budapp-data-'));
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    DATA_DIR: dataDir,
-    LOG_LEVEL: 'info',
-    SUPER_USER_EMAIL: SUPER_EMAIL,
-    SUPER_USER_PASSWORD: SUPER_PASSWORD,
-    RATE_LIMIT_ENABLED: 'false',
-    CREDENTIAL_KEYS_DIR: inject('credentialKeysDir'),
-    APP_API_TOKEN: INTERNAL_TOKEN,
-    ...env,
-  });
+  const config = loadConfig({ ...baseTestEnv(dataDir), ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {

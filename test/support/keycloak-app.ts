@@ -19,7 +19,7 @@ import type { Database } from '../../src/db/client.js';
 import { closeDeps, createDeps, type Deps } from '../../src/deps.js';
 import { createLogger } from '../../src/lib/logger.js';
 import type { JsonResponse, RequestOptions } from './app.js';
-import { SUPER_EMAIL, SUPER_PASSWORD, jsonRequester } from './app.js';
+import { SUPER_EMAIL, SUPER_PASSWORD, baseTestEnv, jsonRequester } from './app.js';
 import { TestClock } from './clock.js';
 import { openTestDatabase } from './db.js';
 import type { FakeKeycloak } from './oidc-server.js';
@@ -56,16 +56,7 @@ export async function createKeycloakApp(
 ): Promise<KeycloakTestApp> {
   const shared = opts.shareWith;
   const dataDir = shared?.dataDir ?? mkdtempSync(join(tmpdir(), 'budapp-kc-data-'));
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    DATA_DIR: dataDir,
-    LOG_LEVEL: 'info',
-    SUPER_USER_EMAIL: SUPER_EMAIL,
-    SUPER_USER_PASSWORD: SUPER_PASSWORD,
-    RATE_LIMIT_ENABLED: 'false',
-    ...keycloakEnv(kc),
-    ...env,
-  });
+  const config = loadConfig({ ...baseTestEnv(dataDir), ...keycloakEnv(kc), ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {

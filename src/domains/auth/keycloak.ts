@@ -12,7 +12,7 @@ import type { VerifiedAccessToken } from '../../platform/identity/local-issuer.j
 import { appendAudit, recordAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
 import { toUserDto } from '../users/schemas.js';
-import { userSnapshot } from '../users/service.js';
+import { insertUserAudited } from '../users/service.js';
 import type { TokenResponse } from './schemas.js';
 
 const SUBJECT_CACHE_SECONDS = 300;
@@ -100,31 +100,18 @@ export async function provisionUser(ctx: ServiceCtx, claims: JWTPayload, sync: b
       return row!;
     }
     const name = typeof claims.name === 'string' && claims.name.trim() ? claims.name.trim().slice(0, 120) : email;
-    const now = ctx.clock.now();
-    const [row] = await tx.db
-      .insert(users)
-      .values({
-        id: ctx.ids.uuid(),
+    return insertUserAudited(
+      tx,
+      {
         email,
         name,
         keycloakId: sub,
         organizationId: await organizationFromClaims(tx, claims, config),
         role: role ?? config.defaultRole,
         status: 'active',
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning();
-    await appendAudit(tx, {
-      action: 'create',
-      resourceType: 'user',
-      resourceId: row!.id,
-      organizationId: row!.organizationId,
-      userId: null,
-      actorType: 'service',
-      details: { after: { ...userSnapshot(row!), provisioned_from: 'identity_provider' } },
-    });
-    return row!;
+      },
+      { actorType: 'service', extra: { provisioned_from: 'identity_provider' } },
+    );
   });
 }
 

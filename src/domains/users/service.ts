@@ -8,6 +8,7 @@ import { decodeCursor, toPage } from '../../lib/pagination.js';
 import { likePattern } from '../../lib/sql.js';
 import { hashPassword, passwordProblem } from '../../lib/passwords.js';
 import { permissionsOf, ROLE_RANK } from '../../lib/permissions.js';
+import type { ActorType } from '../../lib/audit/actions.js';
 import { appendAudit } from '../audit/chain.js';
 import { membershipsOf } from '../projects/service.js';
 import { inTransaction, type ActorCtx, type ServiceCtx } from '../service-ctx.js';
@@ -106,31 +107,39 @@ async function insertUser(ctx: ActorCtx, input: CreateUserInput, organizationId:
     if (!org) throw notFound('organization');
     const [clash] = await tx.db.select({ id: users.id }).from(users).where(sql`lower(${users.email}) = ${input.email}`);
     if (clash) throw conflict('A user with this email already exists');
-    const now = ctx.clock.now();
-    const [row] = await tx.db
-      .insert(users)
-      .values({
-        id: ctx.ids.uuid(),
-        email: input.email,
-        name: input.name,
-        organizationId,
-        role: input.role,
-        status: passwordHash || (keycloakId && input.password) ? 'active' : 'invited',
-        passwordHash,
-        keycloakId,
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning();
-    await appendAudit(tx, {
-      action: 'create',
-      resourceType: 'user',
-      resourceId: row!.id,
-      organizationId: row!.organizationId,
-      details: { after: userSnapshot(row!) },
+    const row = await insertUserAudited(tx, {
+      email: input.email,
+      name: input.name,
+      organizationId,
+      role: input.role,
+      status: passwordHash || (keycloakId && input.password) ? 'active' : 'invited',
+      passwordHash,
+      keycloakId,
     });
-    return toUserDto(row!);
+    return toUserDto(row);
   });
+}
+
+/**
+ * Inserts a user and records its creation on the chain of `chainOrganizationId` (default: the user's own
+ * organisation), inside the caller's transaction. Every way a user comes to exist goes through here.
+ */
+export async function insertUserAudited(
+  ctx: ServiceCtx,
+  values: Omit<typeof users.$inferInsert, 'id' | 'createdAt' | 'updatedAt'>,
+  audit: { actorType?: ActorType; chainOrganizationId?: string | null; extra?: Record<string, unknown> } = {},
+): Promise<UserRow> {
+  const now = ctx.clock.now();
+  const [row] = await ctx.db.insert(users).values({ ...values, id: ctx.ids.uuid(), createdAt: now, updatedAt: now }).returning();
+  await appendAudit(ctx, {
+    action: 'create',
+    resourceType: 'user',
+    resourceId: row!.id,
+    organizationId: audit.chainOrganizationId !== undefined ? audit.chainOrganizationId : row!.organizationId,
+    ...(audit.actorType ? { actorType: audit.actorType, userId: null } : {}),
+    details: { after: { ...userSnapshot(row!), ...audit.extra } },
+  });
+  return row!;
 }
 
 /** What the audit trail keeps of a user: never the password hash. */
