@@ -66,6 +66,7 @@ export const envSchema = z.object({
   AUDIT_PUBLIC_KEYS_DIR: optionalText,
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(60, 0, 86_400),
+  AUDIT_CHAIN_SWEEP_MS: int(1000, 0, 3_600_000),
 
   KEYCLOAK_URL: optionalText.pipe(z.url('must be an http(s) URL').optional()),
   KEYCLOAK_REALM: z.string().min(1).default('bud'),
@@ -121,6 +122,8 @@ export interface Config {
     publicKeysDir: string;
     checkpointEvery: number;
     checkpointIntervalSeconds: number;
+    /** How often the chainer looks for pending records no notification covered; 0: never. */
+    chainSweepMs: number;
   };
   rateLimit: { enabled: boolean; loginPerIp: number; loginPerAccount: number; windowSeconds: number };
   /** Set when KEYCLOAK_URL is: the identity provider is Keycloak (or any OpenID provider) instead of the local issuer. */
@@ -208,6 +211,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       publicKeysDir: e.AUDIT_PUBLIC_KEYS_DIR ?? `${e.DATA_DIR}/keys/audit-public`,
       checkpointEvery: e.AUDIT_CHECKPOINT_EVERY,
       checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+      chainSweepMs: e.AUDIT_CHAIN_SWEEP_MS,
     },
     keycloak: e.KEYCLOAK_URL
       ? {

@@ -12,6 +12,7 @@ import { resolveKeycloakUser } from './domains/auth/keycloak.js';
 import { KeycloakClient } from './platform/identity/keycloak.js';
 import { Keyring } from './platform/crypto/keyring.js';
 import { loadAuditSigner, type AuditSigner } from './platform/audit/signer.js';
+import { AuditChainer } from './domains/audit/chainer.js';
 
 /** Everything the service needs from the outside world, wired once by createDeps and passed down explicitly. */
 export interface Deps {
@@ -26,6 +27,8 @@ export interface Deps {
   tokens: LocalTokenIssuer;
   authenticator: Authenticator;
   auditSigner: AuditSigner;
+  /** Moves committed audit records from audit_pending into their hash chains. */
+  auditChainer: AuditChainer;
   /** The credentials vault's key-encryption keys. */
   keyring: Keyring;
   /** Set when KEYCLOAK_URL is: Keycloak is the identity provider (tokens is then unused). */
@@ -73,6 +76,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     rateLimiter: createRateLimiter(cache, config.rateLimit.enabled),
     tokens,
     auditSigner,
+    auditChainer: new AuditChainer({ db: database.db, signer: auditSigner, clock, log, checkpointEvery: config.audit.checkpointEvery }),
     keyring: Keyring.load(config.credentials.keysDir, { currentKeyId: config.credentials.currentKeyId, generateIfMissing: config.credentials.generateIfMissing }),
   };
   const keycloak = config.keycloak ? new KeycloakClient(config.keycloak, clock) : undefined;
@@ -101,6 +105,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
 }
 
 export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.auditChainer.stop().catch((err: unknown) => deps.log.error({ err }, 'audit chaining at shutdown failed; the records stay pending'));
   await deps.cache.close();
   await deps.database.close();
 }

@@ -48,6 +48,7 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
   }
   const app = createApp(deps);
   const checkpointer = startCheckpointer(deps);
+  deps.auditChainer.startSweeping(config.audit.chainSweepMs);
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
   });
@@ -83,6 +84,7 @@ export async function startServer(config: Config, overrides: DepsOverrides = {})
           });
           (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
         });
+        await deps.auditChainer.stop().catch((err: unknown) => deps.log.error({ err }, 'audit chaining at shutdown failed; the records stay pending'));
         await checkpointer.stop();
         await closeDeps(deps);
         deps.log.info('shutdown complete');

@@ -10,7 +10,7 @@ import { auditRecords } from '../src/db/schema/audit.js';
 import { CSV_COLUMNS } from '../src/domains/audit/export.js';
 import { verifyExport } from '../src/lib/audit/export-verify.js';
 import { createTestApp, uniqueEmail, type TestApp } from './support/app.js';
-import { chainRecords } from './support/audit.js';
+import { chainRecords, chained } from './support/audit.js';
 
 const run = promisify(execFile);
 let t: TestApp;
@@ -112,6 +112,7 @@ describe('GET /audit/export', () => {
     const dev = await t.createUser(org.admin.token, { role: 'developer' });
     const { res } = await exportText('format=csv', dev.token);
     expect(res.status).toBe(403);
+    await chained(t);
     const denied = await t.deps.db.select().from(auditRecords).where(and(eq(auditRecords.userId, dev.id), eq(auditRecords.action, 'access_denied')));
     expect(denied[0]?.details).toEqual({ permission: 'audit:view', operation: 'audit.export' });
     const bad = await exportText('format=xml');

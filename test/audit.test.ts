@@ -245,6 +245,7 @@ describe('POST /audit/verify and checkpoints', () => {
     try {
       const { auditCheckpoints } = await import('../src/db/schema/audit.js');
       for (let i = 0; i < 3; i++) await small.createUser(small.superAdmin.token, { role: 'tester' }); // 2 records each
+      await small.deps.auditChainer.chainAll();
       const cps = await small.deps.db.select().from(auditCheckpoints).where(eq(auditCheckpoints.chainId, `org:${small.superAdmin.organizationId}`));
       // login (1), then create + login per user: seq 7 is the head, so checkpoints at 3 and 6
       expect(cps.map((c) => c.seq).sort()).toEqual([3, 6]);

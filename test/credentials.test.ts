@@ -12,6 +12,7 @@ import { open, seal } from '../src/lib/crypto/envelope.js';
 import { generateKek, Keyring } from '../src/platform/crypto/keyring.js';
 import { createTestApp, INTERNAL_TOKEN, type TestApp } from './support/app.js';
 import { snapshotDatabase } from './support/isolation.js';
+import { chained } from './support/audit.js';
 
 let t: TestApp;
 let org: Awaited<ReturnType<TestApp['createOrganization']>>;
@@ -112,6 +113,7 @@ describe('PUT /credentials/{id}', () => {
     expect(rotate.body.version).toBe(3);
     expect(rotate.text).not.toContain('sk-rotated');
     expect((await reveal()).values).toEqual({ api_key: 'sk-rotated-9876543210' });
+    await chained(t);
     const [audit] = await t.deps.db.select().from(auditRecords).where(eq(auditRecords.resourceId, c.body.id)).orderBy(sql`seq desc`).limit(1);
     expect(JSON.stringify(audit)).not.toContain('sk-');
   });
@@ -154,6 +156,7 @@ describe('GET /internal/credentials/{id}/secret', () => {
     const ok = await t.request('GET', `/internal/credentials/${c.body.id}/secret`, { headers: { 'dapr-api-token': INTERNAL_TOKEN, 'dapr-caller-app-id': 'budcluster' } });
     expect(ok.status).toBe(200);
     expect(ok.body.values).toEqual({ token: 'hf_0123456789abcdefghij' });
+    await chained(t);
     const [audit] = await t.deps.db.select().from(auditRecords).where(eq(auditRecords.action, 'secret_access')).orderBy(sql`created_at desc`).limit(1);
     expect(audit).toMatchObject({ resourceId: c.body.id, actorType: 'service', details: { requested_by: 'budcluster', version: 1 } });
     const after = await t.request('GET', `/credentials?search=${encodeURIComponent(c.body.name)}`, { token: org.admin.token });
@@ -197,6 +200,7 @@ describe('key rotation', () => {
       vault.deps.keyring = Keyring.load(keysDir, { generateIfMissing: false });
       const reveal = await vault.request('GET', `/internal/credentials/${ids[5]}/secret`, { headers: { 'x-app-api-token': INTERNAL_TOKEN } });
       expect(reveal.body.values.api_key).toBe('sk-rotate-5-0123456789');
+      await chained(vault);
       const [audit] = await vault.deps.db.select().from(auditRecords).where(eq(auditRecords.action, 'key_rotation')).orderBy(sql`created_at desc`).limit(1);
       expect(audit!.details).toEqual({ to_key_id: newKey, rewrapped: 4, remaining: 0 });
     } finally {

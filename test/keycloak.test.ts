@@ -11,6 +11,7 @@ import { auditRecords } from '../src/db/schema/audit.js';
 import { PASSWORD } from './support/app.js';
 import { createKeycloakApp, type KeycloakTestApp } from './support/keycloak-app.js';
 import { startFakeKeycloak, type FakeKeycloak } from './support/oidc-server.js';
+import { chained } from './support/audit.js';
 
 const COOLDOWN_MS = 1000;
 
@@ -72,7 +73,10 @@ const accessClaims = (sub: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-const audit = (where: SQL | undefined) => t.deps.db.select().from(auditRecords).where(where).orderBy(asc(auditRecords.id));
+const audit = async (where: SQL | undefined) => {
+  await chained(t);
+  return t.deps.db.select().from(auditRecords).where(where).orderBy(asc(auditRecords.id));
+};
 const me = (token: string, app: KeycloakTestApp = t) => app.request('GET', '/auth/me', { token });
 
 function expectProblem(res: { status: number; headers: Headers; body: any }, status: number) {

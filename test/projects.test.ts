@@ -4,6 +4,7 @@ import { auditRecords } from '../src/db/schema/audit.js';
 import { projects as projectsTable } from '../src/db/schema/projects.js';
 import { projectDependencyChecks } from '../src/domains/projects/service.js';
 import { createTestApp, PASSWORD, type TestApp } from './support/app.js';
+import { chained } from './support/audit.js';
 
 let t: TestApp;
 let org: Awaited<ReturnType<TestApp['createOrganization']>>;
@@ -33,6 +34,7 @@ describe('POST /projects', () => {
     expect(res.body).toMatchObject({ organization_id: org.id, owner_id: dev.id, status: 'active', version: 1, settings: { environment: 'staging' } });
     const members = await t.request('GET', `/projects/${res.body.id}/members`, { token: dev.token });
     expect(members.body.items).toEqual([expect.objectContaining({ user_id: dev.id, role: 'owner' })]);
+    await chained(t);
     const [audit] = await t.deps.db.select().from(auditRecords).where(and(eq(auditRecords.resourceId, res.body.id), eq(auditRecords.action, 'create')));
     expect(audit!.details).toMatchObject({ after: { name: res.body.name, owner_id: dev.id } });
   });
@@ -122,6 +124,7 @@ describe('project roles', () => {
     expect(byOwner.body).toMatchObject({ description: 'by owner', version: 2 });
     const byAdmin = await t.request('PUT', `/projects/${p.body.id}`, { token: org.admin.token, body: { name: `${p.body.name} renamed` } });
     expect(byAdmin.status).toBe(200);
+    await chained(t);
     const [audit] = await t.deps.db
       .select()
       .from(auditRecords)

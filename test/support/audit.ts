@@ -3,12 +3,23 @@ import { auditRecords } from '../../src/db/schema/audit.js';
 import { checkpointMovedChains } from '../../src/domains/audit/chain.js';
 import type { TestApp } from './app.js';
 
-export const chainRecords = (t: TestApp, chainId: string) =>
-  t.deps.db.select().from(auditRecords).where(eq(auditRecords.chainId, chainId)).orderBy(asc(auditRecords.seq));
+/** Chains what requests left pending (records are chained just after their transaction commits). */
+export const chained = (t: Pick<TestApp, 'deps'>) => t.deps.auditChainer.chainAll();
 
-export const recordsWhere = (t: TestApp, where: SQL | undefined) => t.deps.db.select().from(auditRecords).where(and(where)).orderBy(asc(auditRecords.id));
+export async function chainRecords(t: TestApp, chainId: string) {
+  await chained(t);
+  return t.deps.db.select().from(auditRecords).where(eq(auditRecords.chainId, chainId)).orderBy(asc(auditRecords.seq));
+}
 
-export const checkpointNow = (t: TestApp) => checkpointMovedChains(t.deps.db, t.deps.auditSigner, t.deps.clock.now());
+export async function recordsWhere(t: TestApp, where: SQL | undefined) {
+  await chained(t);
+  return t.deps.db.select().from(auditRecords).where(and(where)).orderBy(asc(auditRecords.id));
+}
+
+export async function checkpointNow(t: TestApp) {
+  await chained(t);
+  return checkpointMovedChains(t.deps.db, t.deps.auditSigner, t.deps.clock.now());
+}
 
 /**
  * Runs statements as the database owner with triggers switched off (session_replication_role = replica),

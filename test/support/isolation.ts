@@ -152,6 +152,8 @@ export async function snapshotDatabase(t: TestApp): Promise<string> {
   const tables = (Object.values(schema) as unknown[]).filter(
     (v): v is PgTable => typeof v === 'object' && v !== null && Symbol.for('drizzle:IsDrizzleTable') in v,
   );
+  // Records left pending by earlier requests would otherwise be chained between two snapshots.
+  await t.deps.auditChainer.chainAll();
   const parts: string[] = [];
   for (const table of tables) {
     const { name } = getTableConfig(table);

@@ -34,7 +34,29 @@ export const auditRecords = pgTable(
   ],
 );
 
-/** The head of every chain; its row lock serialises appends to one chain and nothing else. */
+/**
+ * Records committed with the change they describe but not chained yet. The chainer (domains/audit/chainer.ts)
+ * moves them into audit_records in its own transactions, milliseconds later, so a user's transaction never
+ * waits for another's chain-head lock. A trigger (migration 0005) refuses UPDATE and TRUNCATE; only the
+ * chainer deletes, in the transaction that inserts the chained record.
+ */
+export const auditPending = pgTable('audit_pending', {
+  id: uuid().primaryKey(),
+  chainId: text().notNull(),
+  organizationId: uuid(),
+  action: text().notNull(),
+  resourceType: text().notNull(),
+  resourceId: text(),
+  userId: uuid(),
+  actorType: text({ enum: ['user', 'system', 'service'] }).notNull(),
+  details: jsonb().$type<Record<string, unknown>>().notNull(),
+  ipAddress: text(),
+  userAgent: text(),
+  requestId: text(),
+  createdAt: timestamp({ withTimezone: true, mode: 'date' }).notNull(),
+});
+
+/** The head of every chain; its row lock serialises the chaining of one chain and nothing else. */
 export const auditChainHeads = pgTable('audit_chain_heads', {
   chainId: text().primaryKey(),
   seq: bigint({ mode: 'number' }).notNull(),

@@ -3,7 +3,7 @@ import { PgTransaction } from 'drizzle-orm/pg-core';
 import { rowsOf, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditRecords, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
-import { GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import { GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
 import type { ServiceCtx } from '../service-ctx.js';
 
@@ -42,58 +42,61 @@ export function hashedFieldsOf(r: AuditRecordRow): HashedAuditFields {
   };
 }
 
+/** A record as written to audit_pending; the chainer gives it its seq and hashes. */
+export interface PendingAuditRecord {
+  id: string;
+  chainId: string;
+  organizationId: string | null;
+  action: AuditAction;
+  resourceType: AuditResourceType;
+  resourceId: string | null;
+  userId: string | null;
+  actorType: ActorType;
+  details: Record<string, unknown>;
+  ipAddress: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+  createdAt: Date;
+}
+
 /**
- * Appends one record to its chain inside the caller's transaction, so the record commits or rolls back with
- * the change it describes. The chain head's row lock serialises appends to one chain; other chains proceed.
+ * Records an event inside the caller's transaction, so the record commits or rolls back with the change it
+ * describes. It goes to audit_pending and is chained right after the commit by the chainer (chainer.ts):
+ * the writer never waits for another writer's chain-head lock.
  */
-export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<AuditRecordRow> {
+export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
   if (!(ctx.db instanceof PgTransaction)) throw new Error('appendAudit must run inside a transaction');
-  const details = AUDIT_DETAILS[entry.action].parse(redactSecrets(entry.details));
-  const chainId = chainOf(entry.organizationId);
-  // One round trip that creates the head on first use and locks it either way.
-  const [head] = await ctx.db
-    .insert(auditChainHeads)
-    .values({ chainId, seq: 0, hash: GENESIS_HASH })
-    .onConflictDoUpdate({ target: auditChainHeads.chainId, set: { chainId: sql`excluded.chain_id` } })
-    .returning();
-  const row: AuditRecordRow = {
+  return writePending(ctx, entry);
+}
+
+/** For events that are not part of a larger change (sign-ins, exports): a statement of their own. */
+export function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
+  return writePending(ctx, entry);
+}
+
+async function writePending(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
+  const r: PendingAuditRecord = {
     id: ctx.ids.uuid(),
-    chainId,
-    seq: head!.seq + 1,
+    chainId: chainOf(entry.organizationId),
     organizationId: entry.organizationId,
     action: entry.action,
     resourceType: entry.resourceType,
     resourceId: entry.resourceId ?? null,
     userId: entry.userId !== undefined ? entry.userId : (ctx.actor?.userId ?? null),
     actorType: entry.actorType ?? (ctx.actor ? 'user' : 'system'),
-    details,
+    details: AUDIT_DETAILS[entry.action].parse(redactSecrets(entry.details)),
     ipAddress: ctx.ip === 'unknown' ? null : ctx.ip,
     userAgent: ctx.userAgent || null,
     requestId: ctx.requestId,
     createdAt: new Date(ctx.clock.now().getTime()),
-    previousHash: head!.hash,
-    currentHash: '',
   };
-  row.currentHash = hashAuditRecord(hashedFieldsOf(row));
-  // Moving the head and inserting the record in one statement saves a round trip while the head is locked.
   await ctx.db.execute(sql`
-    with head as (
-      update ${auditChainHeads} set seq = ${row.seq}, hash = ${row.currentHash} where chain_id = ${chainId}
-    )
-    insert into ${auditRecords} (id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type,
-      details, ip_address, user_agent, request_id, created_at, previous_hash, current_hash)
-    values (${row.id}, ${row.chainId}, ${row.seq}, ${row.organizationId}, ${row.action}, ${row.resourceType}, ${row.resourceId},
-      ${row.userId}, ${row.actorType}, ${JSON.stringify(row.details)}::jsonb, ${row.ipAddress}, ${row.userAgent}, ${row.requestId},
-      ${row.createdAt.toISOString()}::timestamptz, ${row.previousHash}, ${row.currentHash})`);
-  if (row.seq % ctx.deps.config.audit.checkpointEvery === 0) {
-    await writeCheckpoint(ctx.db, ctx.deps.auditSigner, { chainId, seq: row.seq, hash: row.currentHash }, ctx.clock.now());
-  }
-  return row;
-}
-
-/** For events that are not part of a larger change (sign-ins, exports): one transaction of their own. */
-export function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<AuditRecordRow> {
-  return ctx.db.transaction((db) => appendAudit({ ...ctx, db }, entry));
+    insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
+      ip_address, user_agent, request_id, created_at)
+    values (${r.id}, ${r.chainId}, ${r.organizationId}, ${r.action}, ${r.resourceType}, ${r.resourceId}, ${r.userId}, ${r.actorType},
+      ${JSON.stringify(r.details)}::jsonb, ${r.ipAddress}, ${r.userAgent}, ${r.requestId}, ${r.createdAt.toISOString()}::timestamptz)`);
+  ctx.deps.auditChainer.notify();
+  return r;
 }
 
 export async function writeCheckpoint(db: DbOrTx, signer: AuditSigner, head: { chainId: string; seq: number; hash: string }, now: Date) {

@@ -5,7 +5,7 @@ import { auditCheckpoints, auditRecords } from '../../db/schema/audit.js';
 import { canonicalJson } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
 import { rowsOf } from '../../db/client.js';
-import { appendAudit, chainHead, writeCheckpoint, type RawAuditRow } from './chain.js';
+import { chainHead, recordAudit, writeCheckpoint, type RawAuditRow } from './chain.js';
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
 
@@ -42,21 +42,19 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
   const { format, organization_id: _chain, ...filterFields } = input;
   const filters = Object.fromEntries(Object.entries(filterFields).filter(([, v]) => v !== undefined)) as Record<string, string>;
 
-  const anchored = await ctx.db.transaction(async (db) => {
-    const tx = { ...ctx, db };
-    const before = await chainHead(db, chainId);
-    await appendAudit(tx, {
-      action: 'data_export',
-      resourceType: 'audit',
-      resourceId: chainId,
-      organizationId: auditChainForActorAction(ctx, organizationId),
-      details: { format, filters, chain_id: chainId, head_seq: before.seq },
-    });
-    const head = await chainHead(db, chainId);
-    const checkpoint = head.seq > 0 ? await writeCheckpoint(db, ctx.deps.auditSigner, head, ctx.clock.now()) : undefined;
-    return { head, checkpoint };
+  // The export is recorded first and chained before the head is read, so the file covers its own record.
+  await ctx.deps.auditChainer.flush();
+  const before = await chainHead(ctx.db, chainId);
+  await recordAudit(ctx, {
+    action: 'data_export',
+    resourceType: 'audit',
+    resourceId: chainId,
+    organizationId: auditChainForActorAction(ctx, organizationId),
+    details: { format, filters, chain_id: chainId, head_seq: before.seq },
   });
-  const { head } = anchored;
+  await ctx.deps.auditChainer.flush();
+  const head = await chainHead(ctx.db, chainId);
+  const anchored = { head, checkpoint: head.seq > 0 ? await writeCheckpoint(ctx.db, ctx.deps.auditSigner, head, ctx.clock.now()) : undefined };
   const checkpoint = anchored.checkpoint ?? (head.seq > 0 ? await findCheckpoint(ctx, chainId, head.seq) : undefined);
   const scope = and(eq(auditRecords.chainId, chainId), lte(auditRecords.seq, head.seq), ...auditFilterConditions(filterFields));
 

@@ -47,6 +47,7 @@ export function auditFilterConditions(f: Omit<AuditFilterInput, 'organization_id
 }
 
 export async function listAudit(ctx: ActorCtx, input: ListAuditInput) {
+  await ctx.deps.auditChainer.flush();
   const after = decodeCursor(input.cursor);
   const rows = await ctx.db
     .select()
@@ -58,6 +59,7 @@ export async function listAudit(ctx: ActorCtx, input: ListAuditInput) {
 }
 
 export async function getAudit(ctx: ActorCtx, id: string) {
+  await ctx.deps.auditChainer.flush();
   const [row] = await ctx.db
     .select()
     .from(auditRecords)
@@ -81,6 +83,7 @@ export function auditChainForActorAction(ctx: ActorCtx, organizationId: string |
 
 export async function verifyChain(ctx: ActorCtx, input: VerifyInput) {
   const { chainId, organizationId } = selectedChain(ctx, input.organization_id);
+  await ctx.deps.auditChainer.flush();
   const head = await chainHead(ctx.db, chainId);
   const [newestCheckpoint] = await ctx.db
     .select({ seq: auditCheckpoints.seq })
