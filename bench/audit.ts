@@ -47,6 +47,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { build as esbuild } from 'esbuild';
 import postgres from 'postgres';
 import { users } from '../src/db/schema/users.js';
 import { organizations } from '../src/db/schema/organizations.js';
@@ -395,14 +396,27 @@ interface WorkerResult {
   [k: string]: unknown;
 }
 
-function runWorker(mode: 'verify' | 'export', env: Record<string, string>): Promise<WorkerResult> {
-  const nodeArgs = ['--import', 'tsx'];
+/**
+ * The verify/export child runs as the service does in production: bundled by esbuild (as `npm run build`
+ * bundles src/main.ts) and started on plain node, so its memory is not the tsx loader's.
+ */
+let workerBundle: string | undefined;
+async function buildWorker(): Promise<string> {
+  if (workerBundle) return workerBundle;
+  const outfile = join(ROOT, 'dist/bench/audit-worker.mjs');
+  await esbuild({ entryPoints: [join(ROOT, 'bench/audit-worker.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile, logLevel: 'warning' });
+  return (workerBundle = outfile);
+}
+
+async function runWorker(mode: 'verify' | 'export', env: Record<string, string>): Promise<WorkerResult> {
+  const script = await buildWorker();
+  const nodeArgs: string[] = [];
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, mode);
     mkdirSync(dir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
-  const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bench/audit-worker.ts')], {
+  const proc = spawn(process.execPath, [...nodeArgs, script], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), BENCH_AUDIT_MODE: mode, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

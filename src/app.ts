@@ -1,3 +1,4 @@
+import { PACKAGE_ROOT } from './lib/package-root.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -29,7 +30,7 @@ function internalTokenValid(expected: string | undefined, presented: string | un
   const digest = (v: string) => createHash('sha256').update(v).digest();
   return timingSafeEqual(digest(expected), digest(presented));
 }
-const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 
 type Env = { Variables: { requestId: string; ctx: RequestContext }; Bindings: { incoming?: { socket?: { remoteAddress?: string } } } };
 

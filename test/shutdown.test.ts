@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
- * Graceful shutdown of the real process (`node --import tsx src/main.ts`): on SIGTERM/SIGINT it stops
+ * Graceful shutdown of the real process as `npm start` runs it (the dist/ bundle `npm run build` makes, on
+ * plain node): on SIGTERM/SIGINT it stops
  * accepting connections, lets in-flight requests finish, closes the database and exits 0.
  * Each test starts its own process on an empty DATA_DIR (embedded PGlite, first start), so allow for
  * initdb and migrations on a small machine.
@@ -37,6 +38,9 @@ interface Service {
 }
 
 const children = new Set<ChildProcess>();
+beforeAll(() => {
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+}, 60_000);
 const dirs: string[] = [];
 afterAll(async () => {
   for (const child of children) {
@@ -51,7 +55,7 @@ afterAll(async () => {
 async function startService(env: Record<string, string> = {}): Promise<Service> {
   const dataDir = mkdtempSync(join(tmpdir(), 'budapp-shutdown-'));
   dirs.push(dataDir);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/main.js'], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../lib/package-root.js';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
@@ -12,7 +14,7 @@ export type Tx = PgTransaction<PgQueryResultHKT, Schema, ExtractTablesWithRelati
 /** Services take whichever handle they are given and never reach for a global one. */
 export type DbOrTx = Db | Tx;
 
-export const MIGRATIONS_FOLDER = process.env.MIGRATIONS_DIR ?? fileURLToPath(new URL('../../drizzle', import.meta.url));
+export const MIGRATIONS_FOLDER = process.env.MIGRATIONS_DIR ?? join(PACKAGE_ROOT, 'drizzle');
 
 export type DatabaseConfig =
   | { kind: 'pglite'; dataDir?: string; loadDataDir?: Blob }

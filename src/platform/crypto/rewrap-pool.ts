@@ -1,3 +1,6 @@
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { PACKAGE_ROOT } from '../../lib/package-root.js';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Keyring } from './keyring.js';
@@ -35,7 +38,7 @@ interface Slot {
   failure?: Error;
 }
 
-const WORKER_URL = new URL('./rewrap-worker.mjs', import.meta.url);
+const WORKER_URL = pathToFileURL(join(PACKAGE_ROOT, 'src/platform/crypto/rewrap-worker.mjs'));
 /** Slices per worker per call: small enough that a worker slowed by a neighbour does not hold the batch up. */
 const SLICES_PER_THREAD = 4;
 const MIN_SLICE = 16;
