@@ -1,6 +1,8 @@
-import { and, asc, desc, eq, getTableColumns, gt, ilike, lt, ne, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, ilike, lt, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { projectMembers, projects, type ProjectRow } from '../../db/schema/projects.js';
 import { users } from '../../db/schema/users.js';
+import type { DbOrTx } from '../../db/client.js';
+import { prepared } from '../../db/prepared.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
@@ -33,31 +35,82 @@ const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.descr
  * for admins, (user_id, project_id) for members — test/projects-plan.test.ts checks the plans.
  */
 export function projectListQuery(ctx: ActorCtx, input: ListProjectsInput) {
-  const after = decodeCursor(input.cursor);
-  const filters: (SQL | undefined)[] = [
-    eq(projects.organizationId, ctx.actor.organizationId),
-    eq(projects.status, input.status),
-    input.search ? ilike(projects.name, likePattern(input.search)) : undefined,
-  ];
-  if (isOrganizationAdmin(ctx.actor.role)) {
-    return ctx.db
-      .select()
-      .from(projects)
-      .where(and(...filters, after ? lt(projects.id, after) : undefined))
-      .orderBy(desc(projects.id))
-      .limit(input.limit + 1);
-  }
-  return ctx.db
+  const values: ProjectListParams = {
+    organizationId: ctx.actor.organizationId,
+    userId: ctx.actor.userId,
+    status: input.status,
+    after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
+    limit: input.limit + 1,
+  };
+  return isOrganizationAdmin(ctx.actor.role) ? adminProjectPage(ctx.db, values, input.search) : memberProjectPage(ctx.db, values, input.search);
+}
+
+/** The first page has no cursor; comparing with the greatest UUID keeps one statement text for every page. */
+const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
+/** Values, or placeholders when the statement is prepared once (listProjects). */
+interface ProjectListParams {
+  organizationId: string | Placeholder;
+  userId: string | Placeholder;
+  status: ListProjectsInput['status'] | Placeholder;
+  after: string | Placeholder;
+  limit: number | Placeholder;
+}
+
+const PLACEHOLDERS: ProjectListParams = {
+  organizationId: sql.placeholder('organizationId'),
+  userId: sql.placeholder('userId'),
+  status: sql.placeholder('status'),
+  after: sql.placeholder('after'),
+  limit: sql.placeholder('limit'),
+};
+
+function adminProjectPage(db: DbOrTx, p: ProjectListParams, search?: string) {
+  return db
+    .select()
+    .from(projects)
+    .where(and(eq(projects.organizationId, p.organizationId), eq(projects.status, p.status), search ? ilike(projects.name, likePattern(search)) : undefined, lt(projects.id, p.after)))
+    .orderBy(desc(projects.id))
+    .limit(p.limit);
+}
+
+function memberProjectPage(db: DbOrTx, p: ProjectListParams, search?: string) {
+  return db
     .select(getTableColumns(projects))
     .from(projectMembers)
     .innerJoin(projects, eq(projects.id, projectMembers.projectId))
-    .where(and(eq(projectMembers.userId, ctx.actor.userId), after ? lt(projectMembers.projectId, after) : undefined, ...filters))
+    .where(
+      and(
+        eq(projectMembers.userId, p.userId),
+        lt(projectMembers.projectId, p.after),
+        eq(projects.organizationId, p.organizationId),
+        eq(projects.status, p.status),
+        search ? ilike(projects.name, likePattern(search)) : undefined,
+      ),
+    )
     .orderBy(desc(projectMembers.projectId))
-    .limit(input.limit + 1);
+    .limit(p.limit);
 }
 
 export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
-  return toPage(await projectListQuery(ctx, input), input.limit, toProjectDto);
+  // Pages without a search are the dashboard's hot path: their two statements are built once per pool.
+  const admin = isOrganizationAdmin(ctx.actor.role);
+  const statement =
+    input.search === undefined
+      ? admin
+        ? prepared(ctx.db, ctx.deps.db, 'projects_page_admin', (db) => adminProjectPage(db, PLACEHOLDERS).prepare('projects_page_admin'))
+        : prepared(ctx.db, ctx.deps.db, 'projects_page_member', (db) => memberProjectPage(db, PLACEHOLDERS).prepare('projects_page_member'))
+      : undefined;
+  const rows = statement
+    ? await statement.execute({
+        organizationId: ctx.actor.organizationId,
+        userId: ctx.actor.userId,
+        status: input.status,
+        after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
+        limit: input.limit + 1,
+      })
+    : await projectListQuery(ctx, input);
+  return toPage(rows, input.limit, toProjectDto);
 }
 
 export async function createProject(ctx: ActorCtx, input: CreateProjectInput) {
