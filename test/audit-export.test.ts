@@ -21,6 +21,13 @@ beforeAll(async () => {
   // A name that needs every kind of CSV quoting.
   await t.request('POST', '/users', { token: org.admin.token, body: { email: uniqueEmail(), name: 'Smith, "J"\nJr', role: 'tester' } });
   await t.request('POST', '/users', { token: org.admin.token, body: { email: uniqueEmail(), name: 'Zoë', role: 'developer' } });
+  // Backslashes, quotes, tabs, a line separator and an astral character in the details and the user agent:
+  // on PostgreSQL the NDJSON lines come out of COPY, whose text format escapes backslashes and tabs.
+  await t.request('POST', '/users', {
+    token: org.admin.token,
+    headers: { 'user-agent': 'agent \\ "quoted" \\n' },
+    body: { email: uniqueEmail(), name: 'C:\\temp\\new\t"x"\u2028 😀', role: 'tester' },
+  });
 });
 afterAll(async () => t?.close());
 
@@ -66,6 +73,8 @@ describe('GET /audit/export', () => {
     const result = await verifyExport(linesOf(text), t.deps.auditSigner.verificationKeys);
     expect(result).toMatchObject({ ok: true, records: lines.length - 1, firstFailure: null });
     expect(manifest.checkpoint.seq).toBe(manifest.last_seq);
+    const odd = lines.find((l) => l.details?.after?.name?.startsWith('C:'));
+    expect(odd).toMatchObject({ details: { after: { name: 'C:\\temp\\new\t"x"\u2028 😀' } }, user_agent: 'agent \\ "quoted" \\n' });
   });
 
   it('detects an edited record, a removed line, an edited manifest and a truncated file', async () => {
@@ -144,7 +153,7 @@ describe('npm run audit:verify', () => {
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^OK /);
     const bad = join(dir, 'bad.ndjson');
-    writeFileSync(bad, text.replace('"role":"tester"', '"role":"admin"'));
+    writeFileSync(bad, text.replace(/"role": ?"tester"/, '"role": "admin"'));
     const failed = await cli(bad);
     expect(failed.code).toBe(1);
     expect(failed.out).toMatch(/hash_mismatch/);
