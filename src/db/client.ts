@@ -27,11 +27,6 @@ export interface Database {
   describe: string;
   migrate(): Promise<void>;
   ping(): Promise<void>;
-  /**
-   * PostgreSQL only: the raw bytes of `COPY (<select>) TO STDOUT` (text format), for streaming large results
-   * without decoding them row by row. The statement is sent as is: inline parameters before calling.
-   */
-  copyOut?(select: string): Promise<AsyncIterable<Buffer>>;
   migrationsCurrent(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -74,7 +69,6 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
         await db.execute(sql`select 1`);
       },
       migrationsCurrent: () => migrationsCurrent(db),
-      copyOut: (select) => client.unsafe(`copy (${select}) to stdout`).readable(),
       close: () => client.end({ timeout: 5 }),
     };
   }
