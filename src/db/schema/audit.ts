@@ -1,5 +1,20 @@
 import { bigint, index, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
+/** What a record carries from the moment it is written: everything but its place in the chain. */
+const recordedFields = () => ({
+  organizationId: uuid(),
+  action: text().notNull(),
+  resourceType: text().notNull(),
+  resourceId: text(),
+  userId: uuid(),
+  actorType: text({ enum: ['user', 'system', 'service'] }).notNull(),
+  details: jsonb().$type<Record<string, unknown>>().notNull(),
+  ipAddress: text(),
+  userAgent: text(),
+  requestId: text(),
+  createdAt: timestamp({ withTimezone: true, mode: 'date' }).notNull(),
+});
+
 /**
  * Append-only, hash-chained audit records: one chain per organisation plus the platform chain.
  * A trigger (migration 0001) refuses UPDATE, DELETE and TRUNCATE.
@@ -12,17 +27,7 @@ export const auditRecords = pgTable(
     chainId: text().notNull(),
     /** Gapless per chain, from 1. */
     seq: bigint({ mode: 'number' }).notNull(),
-    organizationId: uuid(),
-    action: text().notNull(),
-    resourceType: text().notNull(),
-    resourceId: text(),
-    userId: uuid(),
-    actorType: text({ enum: ['user', 'system', 'service'] }).notNull(),
-    details: jsonb().$type<Record<string, unknown>>().notNull(),
-    ipAddress: text(),
-    userAgent: text(),
-    requestId: text(),
-    createdAt: timestamp({ withTimezone: true, mode: 'date' }).notNull(),
+    ...recordedFields(),
     previousHash: text().notNull(),
     currentHash: text().notNull(),
   },
@@ -43,17 +48,7 @@ export const auditRecords = pgTable(
 export const auditPending = pgTable('audit_pending', {
   id: uuid().primaryKey(),
   chainId: text().notNull(),
-  organizationId: uuid(),
-  action: text().notNull(),
-  resourceType: text().notNull(),
-  resourceId: text(),
-  userId: uuid(),
-  actorType: text({ enum: ['user', 'system', 'service'] }).notNull(),
-  details: jsonb().$type<Record<string, unknown>>().notNull(),
-  ipAddress: text(),
-  userAgent: text(),
-  requestId: text(),
-  createdAt: timestamp({ withTimezone: true, mode: 'date' }).notNull(),
+  ...recordedFields(),
 });
 
 /** The head of every chain; its row lock serialises the chaining of one chain and nothing else. */

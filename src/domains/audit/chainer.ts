@@ -17,22 +17,8 @@ export interface AuditChainerOptions {
   batchSize?: number;
 }
 
-/** A pending row as the driver returns it from DELETE … RETURNING. */
-interface PendingRow {
-  id: string;
-  chain_id: string;
-  organization_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  user_id: string | null;
-  actor_type: string;
-  details: Record<string, unknown>;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  created_at: Date | string;
-}
+/** A pending row as the driver returns it from DELETE … RETURNING: the hashed fields but its place in the chain. */
+type PendingRow = Omit<HashedAuditFields, 'seq' | 'previous_hash' | 'created_at'> & { created_at: Date | string };
 
 /** Pause between passes that found records, so that under load each pass carries many. */
 const GATHER_MS = 5;
