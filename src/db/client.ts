@@ -27,6 +27,14 @@ export interface Database {
   describe: string;
   migrate(): Promise<void>;
   ping(): Promise<void>;
+  /**
+   * PostgreSQL only: the raw bytes of `COPY (<select>) TO STDOUT` (text format), for streaming large results
+   * without decoding them row by row. The statement is sent as is: inline parameters before calling. Each
+   * COPY runs on a connection of its own, closed when the iteration ends or is abandoned: postgres.js 3.4 can
+   * leave a connection's socket paused after a COPY stream ends (porsager/postgres#499, fix proposed in #1016),
+   * and in the pool that left the next transaction on it waiting forever (seen in the isolation suite).
+   */
+  copyOut?(select: string): AsyncIterable<Buffer>;
   migrationsCurrent(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -69,6 +77,14 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
         await db.execute(sql`select 1`);
       },
       migrationsCurrent: () => migrationsCurrent(db),
+      copyOut: async function* (select) {
+        const own = postgres(config.url, { max: 1, onnotice: () => {} });
+        try {
+          for await (const piece of await own.unsafe(`copy (${select}) to stdout`).readable()) yield piece as Buffer;
+        } finally {
+          await own.end({ timeout: 5 });
+        }
+      },
       close: () => client.end({ timeout: 5 }),
     };
   }

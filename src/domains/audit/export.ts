@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { and, eq, gt, lte, sql } from 'drizzle-orm';
+import { and, eq, gt, lte, sql, type SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
 import { auditCheckpoints, auditRecords } from '../../db/schema/audit.js';
 import { canonicalJson } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
-import { rowsOf } from '../../db/client.js';
+import { rowsOf, type Database } from '../../db/client.js';
 import { chainHead, recordAudit, writeCheckpoint, type RawAuditRow } from './chain.js';
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
@@ -65,16 +66,9 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
   const encoder = new TextEncoder();
   let done = false;
 
-  // Rows straight from the driver: no ORM row mapping, created_at formatted by the server as toISOString() would.
-  const line = (r: RawAuditRow) => {
-    const f = {
-      chain_id: r.chain_id, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
-      resource_type: r.resource_type, resource_id: r.resource_id, user_id: r.user_id, actor_type: r.actor_type, details: r.details,
-      ip_address: r.ip_address, user_agent: r.user_agent, request_id: r.request_id, created_at: r.created_at, current_hash: r.current_hash,
-    };
-    if (format === 'csv') return CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n';
-    return JSON.stringify({ type: 'record', ...f }) + '\n';
-  };
+  // NDJSON from PostgreSQL: one COPY for the whole range, the lines written by the server (copyNdjson).
+  const copyOut = format === 'ndjson' ? ctx.deps.database.copyOut : undefined;
+  const copied = copyOut ? copyNdjson(copyOut, sql`select ${NDJSON_LINE} from ${auditRecords} where ${scope} order by seq`) : undefined;
 
   const manifest = () => {
     const unsigned = {
@@ -101,24 +95,43 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
     start(controller) {
       if (format === 'csv') controller.enqueue(encoder.encode(CSV_COLUMNS.join(',') + '\r\n'));
     },
+    async cancel() {
+      // The client went away: end the COPY (destroying its stream) so the connection returns to the pool.
+      await copied?.return(undefined);
+    },
     async pull(controller) {
       if (done) return;
-      const rows = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
-        select chain_id, seq, previous_hash, id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
-               ip_address, user_agent, request_id, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, current_hash
-        from ${auditRecords} where ${and(scope, gt(auditRecords.seq, lastSeq))} order by seq limit ${BATCH}`));
-      if (rows.length > 0) {
-        let chunk = '';
-        for (const r of rows) {
-          chunk += line(r);
-          digest.update(r.current_hash);
-          firstSeq ??= Number(r.seq);
-          count++;
+      const where = and(scope, gt(auditRecords.seq, lastSeq));
+      let chunk = '';
+      let rows: { seq: string | number; current_hash: string }[];
+      if (copied) {
+        const part = await copied.next();
+        if (part.done) rows = [];
+        else {
+          ({ chunk, rows } = part.value);
         }
+      } else if (format === 'ndjson') {
+        const records = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
+          select ${RECORD_COLUMNS} from ${auditRecords} where ${where} order by seq limit ${BATCH}`));
+        for (const r of records) chunk += JSON.stringify({ type: 'record', ...fieldsOf(r) }) + '\n';
+        rows = records;
+      } else {
+        const records = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
+          select ${RECORD_COLUMNS} from ${auditRecords} where ${where} order by seq limit ${BATCH}`));
+        for (const r of records) {
+          const f = fieldsOf(r);
+          chunk += CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n';
+        }
+        rows = records;
+      }
+      if (rows.length > 0) {
+        for (const r of rows) digest.update(r.current_hash);
+        firstSeq ??= Number(rows[0]!.seq);
+        count += rows.length;
         lastSeq = Number(rows[rows.length - 1]!.seq);
         controller.enqueue(Buffer.from(chunk, 'utf8'));
       }
-      if (rows.length < BATCH) {
+      if (copied ? rows.length === 0 : rows.length < BATCH) {
         done = true;
         if (format === 'ndjson') controller.enqueue(encoder.encode(manifest()));
         controller.close();
@@ -147,4 +160,57 @@ function sha256Incremental() {
     update: (hash: string) => h.update(`${hash}\n`),
     hex: () => h.copy().digest('hex'),
   };
+}
+
+/** The chain fields as selected from audit_records, created_at formatted by the server exactly as toISOString(). */
+const RECORD_COLUMNS = sql.raw(`chain_id, seq, previous_hash, id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
+  ip_address, user_agent, request_id, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, current_hash`);
+
+const fieldsOf = (r: RawAuditRow) => ({
+  chain_id: r.chain_id, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
+  resource_type: r.resource_type, resource_id: r.resource_id, user_id: r.user_id, actor_type: r.actor_type, details: r.details,
+  ip_address: r.ip_address, user_agent: r.user_agent, request_id: r.request_id, created_at: r.created_at, current_hash: r.current_hash,
+});
+
+/**
+ * A record's NDJSON line, written by PostgreSQL with the same keys in the same order as the row path:
+ * text columns through to_json (escaped, null as null), uuids and seq as they are, details as stored.
+ */
+const NDJSON_LINE = sql.raw(`'{"type":"record","chain_id":' || to_json(chain_id)::text || ',"seq":' || seq
+  || ',"previous_hash":' || to_json(previous_hash)::text || ',"id":"' || id || '","organization_id":' || coalesce('"' || organization_id || '"', 'null')
+  || ',"action":' || to_json(action)::text || ',"resource_type":' || to_json(resource_type)::text || ',"resource_id":' || coalesce(to_json(resource_id)::text, 'null')
+  || ',"user_id":' || coalesce('"' || user_id || '"', 'null') || ',"actor_type":' || to_json(actor_type)::text || ',"details":' || details::text
+  || ',"ip_address":' || coalesce(to_json(ip_address)::text, 'null') || ',"user_agent":' || coalesce(to_json(user_agent)::text, 'null')
+  || ',"request_id":' || coalesce(to_json(request_id)::text, 'null')
+  || ',"created_at":"' || to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '","current_hash":' || to_json(current_hash)::text || '}'`);
+
+const HASH_KEY = '"current_hash":';
+
+/**
+ * Streams record lines out of one COPY, chunk by chunk: no per-row decoding, so memory stays flat and the
+ * work is PostgreSQL's. COPY's text format doubles backslashes (the only escape a JSON line can need: it has
+ * no raw control characters), which is undone here. Yields each run of complete lines with the seq and
+ * current_hash of every record in it (for the manifest's digest and range).
+ */
+async function* copyNdjson(copyOut: NonNullable<Database['copyOut']>, select: SQL) {
+  const bytes = copyOut(new PgDialect({ casing: 'snake_case' }).sqlToQuery(select.inlineParams()).sql);
+  let partial: Buffer | undefined;
+  for await (const piece of bytes) {
+    const data = partial ? Buffer.concat([partial, piece]) : piece;
+    const end = data.lastIndexOf(0x0a) + 1;
+    partial = end < data.length ? Buffer.from(data.subarray(end)) : undefined;
+    if (end === 0) continue;
+    let chunk = data.toString('utf8', 0, end);
+    if (chunk.includes('\\')) chunk = chunk.replaceAll('\\\\', '\\');
+    const rows: { seq: number; current_hash: string }[] = [];
+    for (let start = 0; start < chunk.length; ) {
+      const stop = chunk.indexOf('\n', start);
+      const hashAt = chunk.lastIndexOf(HASH_KEY, stop);
+      const seqAt = chunk.indexOf(',"seq":', start) + 7;
+      rows.push({ seq: Number(chunk.slice(seqAt, chunk.indexOf(',', seqAt))), current_hash: JSON.parse(chunk.slice(hashAt + HASH_KEY.length, stop - 1)) as string });
+      start = stop + 1;
+    }
+    yield { chunk, rows };
+  }
+  if (partial && partial.length > 0) throw new Error('audit export: COPY ended inside a line');
 }
