@@ -1,7 +1,7 @@
-import { and, asc, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import { PgTransaction } from 'drizzle-orm/pg-core';
 import { rowsOf, type DbOrTx } from '../../db/client.js';
-import { auditChainHeads, auditCheckpoints, auditRecords, type AuditRecordRow } from '../../db/schema/audit.js';
+import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
@@ -43,21 +43,7 @@ export function hashedFieldsOf(r: AuditRecordRow): HashedAuditFields {
 }
 
 /** A record as written to audit_pending; the chainer gives it its seq and hashes. */
-export interface PendingAuditRecord {
-  id: string;
-  chainId: string;
-  organizationId: string | null;
-  action: AuditAction;
-  resourceType: AuditResourceType;
-  resourceId: string | null;
-  userId: string | null;
-  actorType: ActorType;
-  details: Record<string, unknown>;
-  ipAddress: string | null;
-  userAgent: string | null;
-  requestId: string | null;
-  createdAt: Date;
-}
+export type PendingAuditRecord = typeof auditPending.$inferSelect;
 
 /**
  * Records an event inside the caller's transaction, so the record commits or rolls back with the change it
@@ -161,22 +147,6 @@ export async function* readChainFields(db: DbOrTx, chainId: string, fromSeq: num
     }
     yield batch;
     next = batch[batch.length - 1]!.fields.seq + 1;
-  }
-}
-
-/** Reads a chain in seq order, batch by batch, so memory does not grow with its length. */
-export async function* readChain(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number, batchSize = 2000) {
-  let next = fromSeq;
-  while (next <= toSeq) {
-    const rows = await db
-      .select()
-      .from(auditRecords)
-      .where(and(eq(auditRecords.chainId, chainId), gte(auditRecords.seq, next), lte(auditRecords.seq, toSeq)))
-      .orderBy(asc(auditRecords.seq))
-      .limit(batchSize);
-    if (rows.length === 0) return;
-    yield rows;
-    next = rows[rows.length - 1]!.seq + 1;
   }
 }
 
