@@ -57,9 +57,9 @@ import { userSnapshot } from '../src/domains/users/service.js';
 import { closeDeps, type Deps } from '../src/deps.js';
 import { inTransaction } from '../src/domains/service-ctx.js';
 import { eq, sql as dsql } from 'drizzle-orm';
-import { adminCtx, benchDeps, formatCpu, RESULT_PREFIX, startCpuMonitor, type CpuShare, type OrgAdmin } from './audit-common.js';
+import { adminCtx, benchDeps, RESULT_PREFIX, type OrgAdmin } from './audit-common.js';
 import { seedChain } from './audit-seed.js';
-import { createCleanups, envNumber } from './common.js';
+import { createCleanups, envNumber, formatCpu, startCpuMonitor, type CpuShare } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

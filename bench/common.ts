@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 
 /** A numeric environment variable with a default and a lower bound; anything else stops the bench. */
 export function envNumber(name: string, fallback: number, min: number): number {
@@ -67,3 +68,47 @@ export function postgresCpu(): Map<string, number> {
   }
   return out;
 }
+
+export interface CpuShare {
+  seconds: number;
+  /** Percent of one core over the interval: the bench processes, the PostgreSQL server, everything else. */
+  self: number;
+  postgres: number;
+  other: number;
+  cores: number;
+}
+
+/**
+ * Where the machine's CPU goes while a phase runs (Linux /proc; zeros elsewhere). PostgreSQL backends are
+ * sampled twice a second so connections that close during the phase still count. "Other" is what the
+ * machine spent beyond the bench and PostgreSQL: a compiler, another benchmark, a neighbour container.
+ */
+export function startCpuMonitor(cores: number) {
+  const at = performance.now();
+  const busy0 = machineBusySeconds();
+  const self0 = process.cpuUsage();
+  let last = postgresCpu();
+  let pg = 0;
+  const sample = () => {
+    const now = postgresCpu();
+    for (const [pid, secs] of now) pg += Math.max(0, secs - (last.get(pid) ?? 0));
+    last = now;
+  };
+  const timer = setInterval(sample, 500);
+  timer.unref();
+  return {
+    /** `childSeconds`: CPU our own child processes used meanwhile (they report it themselves). */
+    stop(childSeconds = 0): CpuShare {
+      clearInterval(timer);
+      sample();
+      const seconds = (performance.now() - at) / 1000;
+      const u = process.cpuUsage(self0);
+      const self = (u.user + u.system) / 1e6 + childSeconds;
+      const other = Math.max(0, machineBusySeconds() - busy0 - self - pg);
+      const pct = (x: number) => (seconds > 0 ? (100 * x) / seconds : 0);
+      return { seconds, self: pct(self), postgres: pct(pg), other: pct(other), cores };
+    },
+  };
+}
+
+export const formatCpu = (c: CpuShare) => `CPU: bench ${c.self.toFixed(0)}%, postgres ${c.postgres.toFixed(0)}%, other ${c.other.toFixed(0)}% (of ${c.cores * 100}%)`;

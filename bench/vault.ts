@@ -42,7 +42,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { generateKek, KEK_BITS, Keyring } from '../src/platform/crypto/keyring.js';
-import { createCleanups, envNumber, machineBusySeconds, postgresCpu } from './common.js';
+import { createCleanups, envNumber, formatCpu, startCpuMonitor, type CpuShare } from './common.js';
 // Everything else is imported where it is used, so the rewrap child loads only what a rotation needs and its
 // peak RSS is the rotation's own.
 
@@ -170,40 +170,6 @@ async function child() {
 
 
 
-interface CpuShare {
-  self: number;
-  postgres: number;
-  other: number;
-}
-
-/** Percent of one core used over a phase by the bench (incl. a child's reported CPU), PostgreSQL, the rest. */
-function cpuMonitor() {
-  const at = performance.now();
-  const busy0 = machineBusySeconds();
-  const self0 = process.cpuUsage();
-  let last = postgresCpu();
-  let pg = 0;
-  const sample = () => {
-    const now = postgresCpu();
-    for (const [pid, secs] of now) pg += Math.max(0, secs - (last.get(pid) ?? 0));
-    last = now;
-  };
-  const timer = setInterval(sample, 500);
-  timer.unref();
-  return (childSeconds = 0): CpuShare => {
-    clearInterval(timer);
-    sample();
-    const seconds = (performance.now() - at) / 1000;
-    const u = process.cpuUsage(self0);
-    const self = (u.user + u.system) / 1e6 + childSeconds;
-    const other = Math.max(0, machineBusySeconds() - busy0 - self - pg);
-    const pct = (x: number) => (100 * x) / seconds;
-    return { self: pct(self), postgres: pct(pg), other: pct(other) };
-  };
-}
-
-const formatCpu = (c: CpuShare) => `CPU: bench ${c.self.toFixed(0)}%, postgres ${c.postgres.toFixed(0)}%, other processes ${c.other.toFixed(0)}% (of ${os.availableParallelism() * 100}%)`;
-
 // ================================================================================ the machine's limit
 
 const LIMIT_WORKER = `
@@ -234,7 +200,7 @@ async function measureLimit(keyring: Keyring, kekId: string, threads: number, se
     await Promise.all(workers.map((w) => new Promise((resolve, reject) => (w.once('message', resolve), w.once('error', reject)))));
     const start = Date.now() + 100;
     const until = start + seconds * 1000;
-    const stop = cpuMonitor();
+    const monitor = startCpuMonitor(os.availableParallelism());
     const cpu0 = process.cpuUsage();
     const counts = await Promise.all(
       workers.map((w) => {
@@ -244,7 +210,7 @@ async function measureLimit(keyring: Keyring, kekId: string, threads: number, se
       }),
     );
     const used = process.cpuUsage(cpu0);
-    const cpu = stop();
+    const cpu = monitor.stop();
     const ops = counts.reduce((a, b) => a + b, 0);
     return { perSecond: ops / seconds, cpuMicrosPerUnwrap: (used.user + used.system) / ops, cpu };
   } finally {
@@ -408,7 +374,7 @@ async function main() {
   // --- rotate
   const newKek = generateKek(keysDir, true);
   phase(`new key-encryption key ${newKek} is current; rewrap in a child process, load ${load()}`);
-  const stopRewrapCpu = cpuMonitor();
+  const rewrapMonitor = startCpuMonitor(os.availableParallelism());
   const loadAtRewrap = load();
   const rewrap = await runChild({
     BENCH_URL: dbUrl,
@@ -419,7 +385,7 @@ async function main() {
     BENCH_THREADS: String(settings.threads),
     BENCH_VAULT_KEYS: String(settings.keys),
   });
-  const rewrapCpu = stopRewrapCpu(rewrap.cpuSeconds);
+  const rewrapCpu = rewrapMonitor.stop(rewrap.cpuSeconds);
   const loadAfterRewrap = load();
 
   // --- limit after

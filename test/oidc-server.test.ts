@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OidcTokenSet } from '../src/platform/identity/keycloak.js';
 import { startFakeKeycloak, type FakeKeycloak } from './support/oidc-server.js';
 
 interface Discovery {
@@ -14,13 +15,8 @@ interface Discovery {
   grant_types_supported: string[];
   code_challenge_methods_supported: string[];
 }
-interface TokenSet {
-  access_token: string;
-  refresh_token?: string;
-  id_token?: string;
-  token_type: string;
-  expires_in: number;
-  refresh_expires_in?: number;
+/** What the service reads from a token answer, plus what this suite also checks. */
+interface TokenSet extends OidcTokenSet {
   scope?: string;
   error?: string;
   error_description?: string;
