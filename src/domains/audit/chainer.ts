@@ -42,7 +42,7 @@ export class AuditChainer {
   /** Passes run one at a time within a process; this is the tail of that queue. */
   private tail: Promise<unknown> = Promise.resolve();
   private draining: Promise<void> | null = null;
-  /** Records were announced since the last pass that found nothing. */
+  /** Records were announced since the drain last started a pass. */
   private announced = false;
   private stopped = false;
   private sweepTimer: NodeJS.Timeout | undefined;

@@ -55,8 +55,8 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
   });
   await ctx.deps.auditChainer.flush();
   const head = await chainHead(ctx.db, chainId);
-  const anchored = { head, checkpoint: head.seq > 0 ? await writeCheckpoint(ctx.db, ctx.deps.auditSigner, head, ctx.clock.now()) : undefined };
-  const checkpoint = anchored.checkpoint ?? (head.seq > 0 ? await findCheckpoint(ctx, chainId, head.seq) : undefined);
+  const checkpoint =
+    head.seq > 0 ? ((await writeCheckpoint(ctx.db, ctx.deps.auditSigner, head, ctx.clock.now())) ?? (await findCheckpoint(ctx, chainId, head.seq))) : undefined;
   const scope = and(eq(auditRecords.chainId, chainId), lte(auditRecords.seq, head.seq), ...auditFilterConditions(filterFields));
 
   let lastSeq = 0;
@@ -96,31 +96,22 @@ export async function exportAudit(ctx: ActorCtx, input: ExportInput) {
       if (format === 'csv') controller.enqueue(encoder.encode(CSV_COLUMNS.join(',') + '\r\n'));
     },
     async cancel() {
-      // The client went away: end the COPY (destroying its stream) so the connection returns to the pool.
+      // The client went away: end the COPY, which closes its connection.
       await copied?.return(undefined);
     },
     async pull(controller) {
       if (done) return;
-      const where = and(scope, gt(auditRecords.seq, lastSeq));
       let chunk = '';
       let rows: { seq: string | number; current_hash: string }[];
       if (copied) {
         const part = await copied.next();
-        if (part.done) rows = [];
-        else {
-          ({ chunk, rows } = part.value);
-        }
-      } else if (format === 'ndjson') {
-        const records = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
-          select ${RECORD_COLUMNS} from ${auditRecords} where ${where} order by seq limit ${BATCH}`));
-        for (const r of records) chunk += JSON.stringify({ type: 'record', ...fieldsOf(r) }) + '\n';
-        rows = records;
+        ({ chunk, rows } = part.done ? { chunk: '', rows: [] } : part.value);
       } else {
         const records = rowsOf<RawAuditRow>(await ctx.db.execute(sql`
-          select ${RECORD_COLUMNS} from ${auditRecords} where ${where} order by seq limit ${BATCH}`));
+          select ${RECORD_COLUMNS} from ${auditRecords} where ${and(scope, gt(auditRecords.seq, lastSeq))} order by seq limit ${BATCH}`));
         for (const r of records) {
           const f = fieldsOf(r);
-          chunk += CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n';
+          chunk += format === 'csv' ? CSV_COLUMNS.map((c) => csvField(f[c])).join(',') + '\r\n' : JSON.stringify({ type: 'record', ...f }) + '\n';
         }
         rows = records;
       }

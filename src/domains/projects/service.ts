@@ -35,13 +35,7 @@ const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.descr
  * for admins, (user_id, project_id) for members — test/projects-plan.test.ts checks the plans.
  */
 export function projectListQuery(ctx: ActorCtx, input: ListProjectsInput) {
-  const values: ProjectListParams = {
-    organizationId: ctx.actor.organizationId,
-    userId: ctx.actor.userId,
-    status: input.status,
-    after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
-    limit: input.limit + 1,
-  };
+  const values = listValues(ctx, input);
   return isOrganizationAdmin(ctx.actor.role) ? adminProjectPage(ctx.db, values, input.search) : memberProjectPage(ctx.db, values, input.search);
 }
 
@@ -56,6 +50,14 @@ interface ProjectListParams {
   after: string | Placeholder;
   limit: number | Placeholder;
 }
+
+const listValues = (ctx: ActorCtx, input: ListProjectsInput) => ({
+  organizationId: ctx.actor.organizationId,
+  userId: ctx.actor.userId,
+  status: input.status,
+  after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
+  limit: input.limit + 1,
+});
 
 const PLACEHOLDERS: ProjectListParams = {
   organizationId: sql.placeholder('organizationId'),
@@ -102,13 +104,7 @@ export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
         : prepared(ctx.db, ctx.deps.db, 'projects_page_member', (db) => memberProjectPage(db, PLACEHOLDERS).prepare('projects_page_member'))
       : undefined;
   const rows = statement
-    ? await statement.execute({
-        organizationId: ctx.actor.organizationId,
-        userId: ctx.actor.userId,
-        status: input.status,
-        after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
-        limit: input.limit + 1,
-      })
+    ? await statement.execute(listValues(ctx, input))
     : await projectListQuery(ctx, input);
   return toPage(rows, input.limit, toProjectDto);
 }
