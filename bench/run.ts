@@ -6,14 +6,16 @@
  * One run on PostgreSQL:
  *
  *   1. creates a fresh database budapp_bench_<random> (dropped at the end, also on failure or Ctrl-C);
- *   2. starts the service (src/main.ts, NODE_ENV=production) and the raw server as child processes;
+ *   2. builds the service's bundle and starts it as `npm start` does (dist/main.js, NODE_ENV=production), and
+ *      the raw server, as child processes;
  *   3. signs in as the super admin, creates one user to read, checks that all three targets answer the
  *      same JSON for that user;
  *   4. for the project targets: creates an organisation, its admin and a developer through the API, then
  *      inserts 10,000 projects (UUIDv7 ids, as the service makes them), an owner membership each for the
  *      admin and 50 viewer memberships for the developer spread over the range, straight into the bench
  *      database, analyzes, and checks that both project targets answer 200 with 20 items;
- *   5. loads each target with autocannon (warm-up, then a measured run), interleaved over several rounds;
+ *   5. loads each target with wrk, or autocannon where wrk is not installed (warm-up, then a measured run),
+ *      interleaved over several rounds;
  *   6. prints requests/s, p50 and p99 (mean over rounds), CPU per request of the serving process and of the
  *      bench database's PostgreSQL backends (local PostgreSQL only), the ratios REST/raw and tRPC/raw, and
  *      for the project pages p99 against BENCH_LIST_P99_MS and req/s against the raw single-row baseline.
@@ -23,8 +25,8 @@
  *                       (default postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_DURATION      measured seconds per target per round (default 8)
  *   BENCH_WARMUP        warm-up seconds before each measured run (default 2)
- *   BENCH_CONNECTIONS   concurrent autocannon connections for the user reads (default 32)
- *   BENCH_LIST_CONNECTIONS  concurrent autocannon connections for the project pages (default 50)
+ *   BENCH_CONNECTIONS   concurrent connections for the user reads (default 32)
+ *   BENCH_LIST_CONNECTIONS  concurrent connections for the project pages (default 50)
  *   BENCH_LIST_P99_MS   the p99 target for the project pages, ms (default 25)
  *   BENCH_ROUNDS        interleaved rounds (default 2)
  *   BENCH_TARGETS       comma list among rest,trpc,raw,projects-member,projects-admin (default all five)
@@ -32,6 +34,9 @@
  *                       (summarise with `npx tsx bench/profile-summary.ts <file.cpuprofile>`)
  *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
  *   BENCH_MIN_RATIO     the target ratio (default 0.9)
+ *   BENCH_LOAD          wrk or autocannon (default: wrk when installed — Debian package wrk — else autocannon)
+ *   BENCH_POOL_SIZE     the service's DATABASE_POOL_SIZE (default: the service's own default)
+ *   BENCH_KEEP_DB       1: keep the bench database at the end, for EXPLAIN and experiments
  *   BENCH_ENFORCE       1: exit 1 when a ratio is below BENCH_MIN_RATIO or a project page's p99 is above
  *                       BENCH_LIST_P99_MS (non-200 answers always fail)
  */
@@ -50,6 +55,20 @@ import { createCleanups, envNumber } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
+/** BENCH_LOAD, or wrk when it is installed (Debian package wrk), else autocannon. */
+function loadGeneratorSetting(): 'wrk' | 'autocannon' {
+  const wanted = process.env.BENCH_LOAD;
+  if (wanted === 'wrk' || wanted === 'autocannon') return wanted;
+  if (wanted) throw new Error(`BENCH_LOAD: expected wrk or autocannon, got ${wanted}`);
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return 'wrk';
+  } catch (err) {
+    // wrk --version prints its banner and exits 1; only a missing binary means it is not there.
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'autocannon' : 'wrk';
+  }
+}
+
 
 const settings = {
   adminUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -63,6 +82,9 @@ const settings = {
   enforce: process.env.BENCH_ENFORCE === '1' || process.env.BENCH_ENFORCE === 'true',
   cpuProfDir: process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined,
   rawPrepare: process.env.BENCH_RAW_PREPARE !== 'false',
+  keepDb: process.env.BENCH_KEEP_DB === '1',
+  loadGenerator: loadGeneratorSetting(),
+  poolSize: process.env.BENCH_POOL_SIZE,
 };
 
 type TargetName = 'rest' | 'trpc' | 'raw' | 'projects-member' | 'projects-admin';
@@ -107,14 +129,16 @@ const { onCleanup, cleanup } = createCleanups('bench');
 
 
 let interrupted = false;
-/** The autocannon run in progress, stopped first on Ctrl-C so the servers can drain and exit. */
+/** The load run in progress (autocannon in this process, or a wrk child), stopped first on Ctrl-C so the servers can drain and exit. */
 let activeLoad: autocannon.Instance | undefined;
+let activeWrk: ChildProcess | undefined;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     if (interrupted) return;
     interrupted = true;
     process.stderr.write(`\n[bench] ${signal} received: stopping the load, the servers, and dropping the bench database\n`);
     activeLoad?.stop();
+    activeWrk?.kill('SIGINT');
     void cleanup().finally(() => process.exit(130));
   });
 }
@@ -129,8 +153,9 @@ interface Child {
   exited: Promise<number | null>;
 }
 
+/** Scripts ending in .ts run under tsx; the service runs as `npm start` runs it, from its bundle. */
 function startChild(name: string, script: string, env: Record<string, string>): Child {
-  const nodeArgs = ['--import', 'tsx'];
+  const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, name);
     mkdirSync(dir, { recursive: true });
@@ -278,30 +303,92 @@ function dbCpuDelta(before: Map<number, number> | undefined, after: Map<number, 
   return total;
 }
 
-function load(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<autocannon.Result> {
+/** One measured (or warm-up) run of a load generator, in the units the report uses. */
+interface LoadResult {
+  requests: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Empty when every answer was a 200; otherwise what went wrong, for the error message. */
+  failures: string;
+}
+
+function load(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<LoadResult> {
   if (interrupted) return Promise.reject(new Error('interrupted'));
+  return settings.loadGenerator === 'wrk' ? loadWithWrk(url, headers, duration, connections) : loadWithAutocannon(url, headers, duration, connections);
+}
+
+function loadWithAutocannon(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<LoadResult> {
   return new Promise((resolveRun, reject) => {
-    activeLoad = autocannon({ url, headers, connections, duration, timeout: 10 }, (err, result) => {
+    activeLoad = autocannon({ url, headers, connections, duration, timeout: 10 }, (err, r) => {
       activeLoad = undefined;
-      if (interrupted) reject(new Error('interrupted'));
-      else if (err) reject(err);
-      else resolveRun(result);
+      if (interrupted) return reject(new Error('interrupted'));
+      if (err) return reject(err);
+      const codes = Object.entries(r.statusCodeStats).filter(([code]) => code !== '200');
+      const failed = r.non2xx > 0 || r.errors > 0 || r.timeouts > 0 || codes.length > 0;
+      const detail = Object.entries(r.statusCodeStats)
+        .map(([code, st]) => `${code}: ${st.count}`)
+        .join(', ');
+      resolveRun({
+        requests: r.requests.total,
+        seconds: r.duration,
+        p50Ms: r.latency.p50,
+        p99Ms: r.latency.p99,
+        failures: failed ? `non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} (status codes ${detail || 'none'})` : '',
+      });
+    });
+  });
+}
+
+/**
+ * wrk (C, one thread) spends a fraction of autocannon's CPU per request, and the load generator shares the
+ * two cores with the servers and PostgreSQL. Its Lua `done` hook prints the figures as one JSON line;
+ * latencies are in microseconds. wrk counts every status outside 2xx/3xx as an error; a 2xx other than 200
+ * is not expected from these GETs.
+ */
+const WRK_SCRIPT = `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+end
+`;
+
+function loadWithWrk(url: string, headers: Record<string, string>, duration: number, connections: number): Promise<LoadResult> {
+  const script = join(os.tmpdir(), `budapp-bench-wrk-${process.pid}.lua`);
+  writeFileSync(script, WRK_SCRIPT);
+  const args = ['-t1', `-c${connections}`, `-d${duration}s`, '--timeout', '10s', '-s', script];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  args.push(url);
+  return new Promise((resolveRun, reject) => {
+    const proc = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    activeWrk = proc;
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    proc.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    proc.on('error', reject);
+    proc.on('close', (code) => {
+      activeWrk = undefined;
+      if (interrupted) return reject(new Error('interrupted'));
+      const line = out.split('\n').find((l) => l.startsWith('WRK_RESULT '));
+      if (code !== 0 || !line) return reject(new Error(`wrk exited with ${code}: ${out.trim().slice(0, 500)}`));
+      const w = JSON.parse(line.slice('WRK_RESULT '.length)) as Record<string, number>;
+      const errors = w.connect! + w.read! + w.write! + w.timeout!;
+      resolveRun({
+        requests: w.requests!,
+        seconds: w.duration_us! / 1e6,
+        p50Ms: w.p50_us! / 1000,
+        p99Ms: w.p99_us! / 1000,
+        failures: errors + w.status! > 0 ? `non-2xx/3xx=${w.status} socket errors=${errors - w.timeout!} timeouts=${w.timeout}` : '',
+      });
     });
   });
 }
 
 /** Every answer must be a 200: anything else (or a socket error or timeout) fails the run loudly. */
-function assertAll200(what: string, r: autocannon.Result) {
-  const codes = Object.entries(r.statusCodeStats).filter(([code]) => code !== '200');
-  if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0 || codes.length > 0) {
-    const detail = Object.entries(r.statusCodeStats)
-      .map(([code, s]) => `${code}: ${s.count}`)
-      .join(', ');
-    throw new Error(
-      `${what}: not every response was a 200 — non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} (status codes ${detail || 'none'})`,
-    );
-  }
-  if (r.requests.total === 0) throw new Error(`${what}: no request completed`);
+function assertAll200(what: string, r: LoadResult) {
+  if (r.failures) throw new Error(`${what}: not every response was a 200 — ${r.failures}`);
+  if (r.requests === 0) throw new Error(`${what}: no request completed`);
 }
 
 // ----------------------------------------------------------------------------------------------- table
@@ -415,6 +502,10 @@ async function main(): Promise<number> {
   const [{ version: pgVersion }] = (await admin`select current_setting('server_version') as version`) as unknown as [{ version: string }];
   await admin`create database ${admin(dbName)}`;
   onCleanup(`drop database ${dbName}`, async () => {
+    if (settings.keepDb) {
+      phase(`kept database ${dbName} (BENCH_KEEP_DB)`);
+      return;
+    }
     await admin`drop database if exists ${admin(dbName)} with (force)`;
     phase(`dropped database ${dbName}`);
   });
@@ -446,7 +537,9 @@ async function main(): Promise<number> {
 
   // 2. The service.
   const servicePort = await freePort();
-  const service = startChild('service', 'src/main.ts', {
+  phase('building the service bundle (npm run build)');
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const service = startChild('service', 'dist/main.js', {
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
     PORT: String(servicePort),
@@ -461,6 +554,7 @@ async function main(): Promise<number> {
     LOG_LEVEL: 'warn',
     RATE_LIMIT_ENABLED: 'false',
     SHUTDOWN_TIMEOUT_MS: '3000',
+    ...(settings.poolSize ? { DATABASE_POOL_SIZE: settings.poolSize } : {}),
   });
   const serviceBase = `http://127.0.0.1:${servicePort}`;
   phase(`starting service (pid ${service.proc.pid}) on ${serviceBase}, waiting for /ready`);
@@ -597,12 +691,12 @@ async function main(): Promise<number> {
       const m: Measurement = {
         target,
         round,
-        rps: r.requests.total / r.duration,
-        p50: r.latency.p50,
-        p99: r.latency.p99,
-        requests: r.requests.total,
-        cpuUsPerReq: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.requests.total : undefined,
-        dbCpuUsPerReq: dbUs === undefined ? undefined : dbUs / r.requests.total,
+        rps: r.requests / r.seconds,
+        p50: r.p50Ms,
+        p99: r.p99Ms,
+        requests: r.requests,
+        cpuUsPerReq: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.requests : undefined,
+        dbCpuUsPerReq: dbUs === undefined ? undefined : dbUs / r.requests,
       };
       measurements.push(m);
       const cpu =
@@ -645,7 +739,7 @@ async function main(): Promise<number> {
   if (version) lines.push(`code: ${version}`);
   lines.push(`1-minute load average: ${loadAtStart.toFixed(2)} before the run, ${os.loadavg()[0]!.toFixed(2)} at the end (the end figure includes the bench itself)`);
   lines.push(
-    `load: autocannon, ${connectionsText}, ${settings.duration}s measured (+${settings.warmup}s warm-up) per target per round, ` +
+    `load: ${settings.loadGenerator}, ${connectionsText}, ${settings.duration}s measured (+${settings.warmup}s warm-up) per target per round, ` +
       `${settings.rounds} round(s) interleaved; figures are the MEAN over rounds`,
   );
   if (listTargets.length > 0) {

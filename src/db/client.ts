@@ -28,6 +28,13 @@ export interface Database {
   migrate(): Promise<void>;
   ping(): Promise<void>;
   /**
+   * A fixed statement text with positional parameters ($1, $2, …), outside any transaction: for the hottest
+   * reads, which need neither a query builder nor row mapping. postgres.js prepares it once per connection.
+   * Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers, json/jsonb
+   * parsed; format timestamps in SQL, since the two drivers decode those differently.
+   */
+  query<T>(text: string, params: unknown[]): Promise<T[]>;
+  /**
    * PostgreSQL only: the raw bytes of `COPY (<select>) TO STDOUT` (text format), for streaming large results
    * without decoding them row by row. The statement is sent as is: inline parameters before calling. Each
    * COPY runs on a connection of its own, closed when the iteration ends or is abandoned: postgres.js 3.4 can
@@ -54,9 +61,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     const { default: postgres } = await import('postgres');
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
-    // Custom plans: with prepared statements PostgreSQL switches to a generic plan after five runs, which for
-    // the member project list (a join filtered by user and organisation) cost 2.5x the database CPU.
-    const client = postgres(config.url, { max: config.poolSize, onnotice: () => {}, connection: { plan_cache_mode: 'force_custom_plan' } });
+    const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
     if (config.preparedStatements) {
       // drizzle sends every query not built with .prepare() unprepared, which costs postgres.js a second round
       // trip and PostgreSQL a parse and plan each time. Let postgres.js cache a prepared statement per query text
@@ -71,6 +76,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     return {
       db,
       kind: 'postgres',
+      // Prepared when DATABASE_PREPARED_STATEMENTS is on: unsafe() is wrapped above.
+      query: async <T>(text: string, params: unknown[]) => (await client.unsafe(text, params as never[])) as unknown as T[],
       describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize}, ${config.preparedStatements ? 'prepared statements' : 'unprepared'})`,
       migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
       ping: async () => {
@@ -102,6 +109,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
   return {
     db,
     kind: 'pglite',
+    query: async <T>(text: string, params: unknown[]) => (await client.query<T>(text, params)).rows,
     describe: config.dataDir ? `PGlite (embedded) at ${config.dataDir}` : 'PGlite (embedded, in memory)',
     migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
     ping: async () => {

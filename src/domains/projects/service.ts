@@ -1,8 +1,6 @@
-import { and, asc, desc, eq, getTableColumns, gt, ilike, lt, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import { projectMembers, projects, type ProjectRow } from '../../db/schema/projects.js';
 import { users } from '../../db/schema/users.js';
-import type { DbOrTx } from '../../db/client.js';
-import { prepared } from '../../db/prepared.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
@@ -14,6 +12,7 @@ import {
   toMemberDto,
   toProjectDto,
   type AddMemberInput,
+  type ProjectDto,
   type CreateProjectInput,
   type ListMembersInput,
   type ListProjectsInput,
@@ -29,84 +28,58 @@ export const projectDependencyChecks: ProjectDependencyCheck[] = [];
 
 const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.description, settings: p.settings, owner_id: p.ownerId, status: p.status });
 
-/**
- * Organisation admins list every project of their organisation; everyone else the projects they are a member
- * of. Both are keyset pages on id (UUIDv7, newest first) read from an index: (organization_id, status, id)
- * for admins, (user_id, project_id) for members — test/projects-plan.test.ts checks the plans.
- */
-export function projectListQuery(ctx: ActorCtx, input: ListProjectsInput) {
-  const values = listValues(ctx, input);
-  return isOrganizationAdmin(ctx.actor.role) ? adminProjectPage(ctx.db, values, input.search) : memberProjectPage(ctx.db, values, input.search);
-}
-
 /** The first page has no cursor; comparing with the greatest UUID keeps one statement text for every page. */
 const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
-/** Values, or placeholders when the statement is prepared once (listProjects). */
-interface ProjectListParams {
-  organizationId: string | Placeholder;
-  userId: string | Placeholder;
-  status: ListProjectsInput['status'] | Placeholder;
-  after: string | Placeholder;
-  limit: number | Placeholder;
-}
+/** A project as the API shows it (ProjectDto), selected from `p`: the rows need no mapping. */
+const PROJECT_DTO_COLUMNS = `p.id, p.name, p.description, p.organization_id, p.owner_id, p.settings, p.status, p.version,
+  to_char(p.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at,
+  to_char(p.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as updated_at`;
 
-const listValues = (ctx: ActorCtx, input: ListProjectsInput) => ({
-  organizationId: ctx.actor.organizationId,
-  userId: ctx.actor.userId,
-  status: input.status,
-  after: decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
-  limit: input.limit + 1,
-});
+/**
+ * Organisation admins list every project of their organisation; everyone else the projects they are a member
+ * of. Both are keyset pages on id (UUIDv7, newest first) read from an index: (organization_id, status, id)
+ * for admins; for members (user_id, project_id), then each project by primary key. The member page looks
+ * each project up in a LATERAL subquery fenced with OFFSET 0 so that the plan cannot become a merge join
+ * walking every project of the organisation: PostgreSQL caches a generic plan for a prepared statement after
+ * five runs, and for a plain join that plan was the merge join (test/projects-plan.test.ts checks both plans,
+ * generic ones included).
+ */
+export const PROJECT_PAGE_SQL = {
+  admin: `select ${PROJECT_DTO_COLUMNS}
+from projects p
+where p.organization_id = $1 and p.status = $2 and p.id < $3 and ($5::text is null or p.name ilike $5)
+order by p.id desc
+limit $4`,
+  member: `select ${PROJECT_DTO_COLUMNS}
+from project_members m
+cross join lateral (
+  select * from projects p
+  where p.id = m.project_id and p.organization_id = $1 and p.status = $2 and ($5::text is null or p.name ilike $5)
+  offset 0
+) p
+where m.user_id = $6 and m.project_id < $3
+order by m.project_id desc
+limit $4`,
+} as const;
 
-const PLACEHOLDERS: ProjectListParams = {
-  organizationId: sql.placeholder('organizationId'),
-  userId: sql.placeholder('userId'),
-  status: sql.placeholder('status'),
-  after: sql.placeholder('after'),
-  limit: sql.placeholder('limit'),
-};
-
-function adminProjectPage(db: DbOrTx, p: ProjectListParams, search?: string) {
-  return db
-    .select()
-    .from(projects)
-    .where(and(eq(projects.organizationId, p.organizationId), eq(projects.status, p.status), search ? ilike(projects.name, likePattern(search)) : undefined, lt(projects.id, p.after)))
-    .orderBy(desc(projects.id))
-    .limit(p.limit);
-}
-
-function memberProjectPage(db: DbOrTx, p: ProjectListParams, search?: string) {
-  return db
-    .select(getTableColumns(projects))
-    .from(projectMembers)
-    .innerJoin(projects, eq(projects.id, projectMembers.projectId))
-    .where(
-      and(
-        eq(projectMembers.userId, p.userId),
-        lt(projectMembers.projectId, p.after),
-        eq(projects.organizationId, p.organizationId),
-        eq(projects.status, p.status),
-        search ? ilike(projects.name, likePattern(search)) : undefined,
-      ),
-    )
-    .orderBy(desc(projectMembers.projectId))
-    .limit(p.limit);
+/** The statement and parameters of one page of GET /projects for the caller. */
+export function projectPageQuery(ctx: ActorCtx, input: ListProjectsInput): { text: string; params: unknown[] } {
+  const params: unknown[] = [
+    ctx.actor.organizationId,
+    input.status,
+    decodeCursor(input.cursor) ?? AFTER_EVERY_ID,
+    input.limit + 1,
+    input.search === undefined ? null : likePattern(input.search),
+  ];
+  if (isOrganizationAdmin(ctx.actor.role)) return { text: PROJECT_PAGE_SQL.admin, params };
+  return { text: PROJECT_PAGE_SQL.member, params: [...params, ctx.actor.userId] };
 }
 
 export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
-  // Pages without a search are the dashboard's hot path: their two statements are built once per pool.
-  const admin = isOrganizationAdmin(ctx.actor.role);
-  const statement =
-    input.search === undefined
-      ? admin
-        ? prepared(ctx.db, ctx.deps.db, 'projects_page_admin', (db) => adminProjectPage(db, PLACEHOLDERS).prepare('projects_page_admin'))
-        : prepared(ctx.db, ctx.deps.db, 'projects_page_member', (db) => memberProjectPage(db, PLACEHOLDERS).prepare('projects_page_member'))
-      : undefined;
-  const rows = statement
-    ? await statement.execute(listValues(ctx, input))
-    : await projectListQuery(ctx, input);
-  return toPage(rows, input.limit, toProjectDto);
+  const { text, params } = projectPageQuery(ctx, input);
+  const rows = await ctx.deps.database.query<ProjectDto>(text, params);
+  return toPage(rows, input.limit, (row) => row);
 }
 
 export async function createProject(ctx: ActorCtx, input: CreateProjectInput) {
