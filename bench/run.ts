@@ -35,7 +35,7 @@
  *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
  *   BENCH_MIN_RATIO     the target ratio (default 0.9)
  *   BENCH_LOAD          wrk or autocannon (default: wrk when installed — Debian package wrk — else autocannon)
- *   BENCH_POOL_SIZE     the service's DATABASE_POOL_SIZE (default: the service's own default)
+ *   BENCH_SERVICE_ENV   extra settings for the service, e.g. DATABASE_POOL_SIZE=4,DATABASE_READ_POOL_SIZE=1
  *   BENCH_KEEP_DB       1: keep the bench database at the end, for EXPLAIN and experiments
  *   BENCH_ENFORCE       1: exit 1 when a ratio is below BENCH_MIN_RATIO or a project page's p99 is above
  *                       BENCH_LIST_P99_MS (non-200 answers always fail)
@@ -84,7 +84,12 @@ const settings = {
   rawPrepare: process.env.BENCH_RAW_PREPARE !== 'false',
   keepDb: process.env.BENCH_KEEP_DB === '1',
   loadGenerator: loadGeneratorSetting(),
-  poolSize: process.env.BENCH_POOL_SIZE,
+  serviceEnv: Object.fromEntries(
+    (process.env.BENCH_SERVICE_ENV ?? '')
+      .split(',')
+      .filter((kv) => kv.includes('='))
+      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+  ) as Record<string, string>,
 };
 
 type TargetName = 'rest' | 'trpc' | 'raw' | 'projects-member' | 'projects-admin';
@@ -554,7 +559,7 @@ async function main(): Promise<number> {
     LOG_LEVEL: 'warn',
     RATE_LIMIT_ENABLED: 'false',
     SHUTDOWN_TIMEOUT_MS: '3000',
-    ...(settings.poolSize ? { DATABASE_POOL_SIZE: settings.poolSize } : {}),
+    ...settings.serviceEnv,
   });
   const serviceBase = `http://127.0.0.1:${servicePort}`;
   phase(`starting service (pid ${service.proc.pid}) on ${serviceBase}, waiting for /ready`);

@@ -38,6 +38,7 @@ export const envSchema = z.object({
       .optional(),
   ),
   DATABASE_POOL_SIZE: int(10, 1, 200),
+  DATABASE_READ_POOL_SIZE: int(1, 1, 50),
   DATABASE_PREPARED_STATEMENTS: bool(true),
   LOG_LEVEL: z
     .string()
@@ -100,7 +101,7 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
-  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number; preparedStatements: boolean };
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number; readPoolSize: number; preparedStatements: boolean };
   logLevel: Env['LOG_LEVEL'];
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
@@ -184,7 +185,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     port: e.PORT,
     dataDir: e.DATA_DIR,
     database: e.DATABASE_URL
-      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, preparedStatements: e.DATABASE_PREPARED_STATEMENTS }
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, readPoolSize: e.DATABASE_READ_POOL_SIZE, preparedStatements: e.DATABASE_PREPARED_STATEMENTS }
       : { kind: 'pglite', dataDir: `${e.DATA_DIR}/pglite` },
     logLevel: e.LOG_LEVEL,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

@@ -105,8 +105,8 @@ describe('loadConfig: overrides', () => {
 
   it('DATABASE_URL switches to PostgreSQL with the pool size from DATABASE_POOL_SIZE', () => {
     const url = 'postgres://bud:secret@db.internal:5432/budapp';
-    expect(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '3' }).database).toEqual({ kind: 'postgres', url, poolSize: 3, preparedStatements: true });
-    expect(loadConfig({ DATABASE_URL: url }).database).toEqual({ kind: 'postgres', url, poolSize: 10, preparedStatements: true });
+    expect(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '3' }).database).toEqual({ kind: 'postgres', url, poolSize: 3, readPoolSize: 1, preparedStatements: true });
+    expect(loadConfig({ DATABASE_URL: url }).database).toEqual({ kind: 'postgres', url, poolSize: 10, readPoolSize: 1, preparedStatements: true });
     expect(loadConfig({ DATABASE_URL: url, DATABASE_PREPARED_STATEMENTS: 'false' }).database).toMatchObject({ preparedStatements: false });
     expect(loadConfig({ DATABASE_URL: 'postgresql://db/budapp' }).database.kind).toBe('postgres');
   });

@@ -18,7 +18,8 @@ export const MIGRATIONS_FOLDER = process.env.MIGRATIONS_DIR ?? join(PACKAGE_ROOT
 
 export type DatabaseConfig =
   | { kind: 'pglite'; dataDir?: string; loadDataDir?: Blob }
-  | { kind: 'postgres'; url: string; poolSize: number; preparedStatements?: boolean };
+  /** readPoolSize: connections of the pipelined pool behind query() (default 1). */
+  | { kind: 'postgres'; url: string; poolSize: number; readPoolSize?: number; preparedStatements?: boolean };
 
 export interface Database {
   db: Db;
@@ -28,12 +29,17 @@ export interface Database {
   migrate(): Promise<void>;
   ping(): Promise<void>;
   /**
-   * A fixed statement text with positional parameters ($1, $2, …), outside any transaction: for the hottest
-   * reads, which need neither a query builder nor row mapping. postgres.js prepares it once per connection.
-   * Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers, json/jsonb
-   * parsed; format timestamps in SQL, since the two drivers decode those differently.
+   * A fixed statement text with positional parameters ($1, $2, …), outside any transaction, for the hottest
+   * reads, which need neither a query builder nor row mapping. On PostgreSQL short reads go through a pool of
+   * their own (DATABASE_READ_POOL_SIZE, default 1) that no transaction ever holds: postgres.js pipelines the
+   * statements waiting for a busy connection and sends those issued in one tick in one socket write, where
+   * the main pool gives each its own idle connection, one write and one backend wake-up apiece
+   * (bench/RESULTS.md). Reads whose cost is not bounded (a search that may scan) pass `{ long: true }` and
+   * use the main pool, so they never hold up the short ones queued behind them. Prepared once per
+   * connection. Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers,
+   * json/jsonb parsed; format timestamps in SQL, since the two drivers decode those differently.
    */
-  query<T>(text: string, params: unknown[]): Promise<T[]>;
+  query<T>(text: string, params: unknown[], options?: { long?: boolean }): Promise<T[]>;
   /**
    * PostgreSQL only: the raw bytes of `COPY (<select>) TO STDOUT` (text format), for streaming large results
    * without decoding them row by row. The statement is sent as is: inline parameters before calling. Each
@@ -62,6 +68,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
+    const reader = postgres(config.url, { max: config.readPoolSize ?? 1, onnotice: () => {} });
     if (config.preparedStatements) {
       // drizzle sends every query not built with .prepare() unprepared, which costs postgres.js a second round
       // trip and PostgreSQL a parse and plan each time. Let postgres.js cache a prepared statement per query text
@@ -76,9 +83,9 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     return {
       db,
       kind: 'postgres',
-      // Prepared when DATABASE_PREPARED_STATEMENTS is on: unsafe() is wrapped above.
-      query: async <T>(text: string, params: unknown[]) => (await client.unsafe(text, params as never[])) as unknown as T[],
-      describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize}, ${config.preparedStatements ? 'prepared statements' : 'unprepared'})`,
+      query: async <T>(text: string, params: unknown[], options?: { long?: boolean }) =>
+        (await (options?.long ? client : reader).unsafe(text, params as never[], { prepare: Boolean(config.preparedStatements) })) as unknown as T[],
+      describe: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname} (postgres.js, pool ${config.poolSize} + ${config.readPoolSize ?? 1} for short reads, ${config.preparedStatements ? 'prepared statements' : 'unprepared'})`,
       migrate: () => migrate(db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
       ping: async () => {
         await db.execute(sql`select 1`);
@@ -92,7 +99,9 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
           await own.end({ timeout: 5 });
         }
       },
-      close: () => client.end({ timeout: 5 }),
+      close: async () => {
+        await Promise.all([client.end({ timeout: 5 }), reader.end({ timeout: 5 })]);
+      },
     };
   }
   const { PGlite } = await import('@electric-sql/pglite');

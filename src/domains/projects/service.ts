@@ -78,7 +78,8 @@ export function projectPageQuery(ctx: ActorCtx, input: ListProjectsInput): { tex
 
 export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
   const { text, params } = projectPageQuery(ctx, input);
-  const rows = await ctx.deps.database.query<ProjectDto>(text, params);
+  // A search filters with ILIKE and may scan many projects for a page: the main pool (Database.query).
+  const rows = await ctx.deps.database.query<ProjectDto>(text, params, { long: input.search !== undefined });
   return toPage(rows, input.limit, (row) => row);
 }
 
