@@ -11,7 +11,7 @@ import type postgres from 'postgres';
 import { auditCheckpoints, type AuditRecordRow } from '../src/db/schema/audit.js';
 import { chainOf, hashedFieldsOf, writeCheckpoint } from '../src/domains/audit/chain.js';
 import type { Deps } from '../src/deps.js';
-import { GENESIS_HASH, hashAuditRecord } from '../src/lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH, hashAuditRecord } from '../src/lib/audit/canonical.js';
 import { uuidV7Generator } from '../src/lib/ids.js';
 import type { OrgAdmin } from './audit-common.js';
 
@@ -124,7 +124,9 @@ export async function seedChain(deps: Deps, raw: postgres.Sql, who: OrgAdmin, n:
         resource_id: row.resourceId,
         user_id: row.userId,
         actor_type: row.actorType,
-        details: row.details,
+        // audit_records.details holds the canonical text the hash covers, as the chainer writes it: postgres.js
+        // sends JSON.stringify of the value, which for an object with its keys in canonical order is that text.
+        details: JSON.parse(canonicalJson(row.details)) as Record<string, unknown>,
         ip_address: row.ipAddress,
         user_agent: row.userAgent,
         request_id: row.requestId,

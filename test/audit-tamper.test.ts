@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashedFieldsOf } from '../src/domains/audit/chain.js';
-import { hashAuditRecord } from '../src/lib/audit/canonical.js';
+import { canonicalJson, hashAuditRecord } from '../src/lib/audit/canonical.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import { chainRecords, checkpointNow, tamper } from './support/audit.js';
 
@@ -33,7 +33,7 @@ describe('tamper matrix: each change is detected with its kind and seq', () => {
 
   it('a field edited in place → hash_mismatch at that seq', async () => {
     const { chainId, verify } = await chain();
-    await tamper(t, [sql`update audit_records set details = jsonb_set(details, '{after,role}', '"admin"') where chain_id = ${chainId} and seq = 3`]);
+    await tamper(t, [sql`update audit_records set details = jsonb_set(details::jsonb, '{after,role}', '"admin"')::json where chain_id = ${chainId} and seq = 3`]);
     const result = await verify();
     expect(result.ok).toBe(false);
     expect(result.first_failure).toMatchObject({ seq: 3, kind: 'hash_mismatch' });
@@ -87,7 +87,7 @@ describe('tamper matrix: each change is detected with its kind and seq', () => {
       const fields = { ...hashedFieldsOf(row), previous_hash: previous };
       if (row.seq === 2) fields.details = { ...fields.details, forged: true };
       const hash = hashAuditRecord(fields);
-      statements.push(sql`update audit_records set details = ${JSON.stringify(fields.details)}::jsonb, previous_hash = ${previous}, current_hash = ${hash} where id = ${row.id}`);
+      statements.push(sql`update audit_records set details = ${canonicalJson(fields.details)}::json, previous_hash = ${previous}, current_hash = ${hash} where id = ${row.id}`);
       previous = hash;
     }
     statements.push(sql`update audit_chain_heads set hash = ${previous} where chain_id = ${chainId}`);

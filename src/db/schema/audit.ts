@@ -1,4 +1,4 @@
-import { bigint, index, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, index, json, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 /** What a record carries from the moment it is written: everything but its place in the chain. */
 const recordedFields = () => ({
@@ -28,6 +28,11 @@ export const auditRecords = pgTable(
     /** Gapless per chain, from 1. */
     seq: bigint({ mode: 'number' }).notNull(),
     ...recordedFields(),
+    /**
+     * json, not jsonb: the text stored is exactly the canonical JSON (RFC 8785) that the record's hash covers,
+     * so PostgreSQL can recompute the hash without parsing it (POST /audit/verify, docs/audit.md).
+     */
+    details: json().$type<Record<string, unknown>>().notNull(),
     previousHash: text().notNull(),
     currentHash: text().notNull(),
   },

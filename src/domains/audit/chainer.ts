@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../../db/client.js';
-import { GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
@@ -203,11 +203,13 @@ export class AuditChainer {
           request_id: r.request_id,
           created_at: (r.created_at instanceof Date ? r.created_at : new Date(r.created_at)).toISOString(),
         };
-        const currentHash = hashAuditRecord(fields);
+        // audit_records.details keeps exactly the canonical text the hash covers (json, not jsonb).
+        const details = canonicalJson(fields.details);
+        const currentHash = hashAuditRecord(fields, details);
         h.seq = fields.seq;
         h.hash = currentHash;
         if (fields.seq % this.o.checkpointEvery === 0) checkpoints.push({ chainId: r.chain_id, seq: fields.seq, hash: currentHash });
-        return { ...fields, current_hash: currentHash };
+        return { ...fields, details, current_hash: currentHash };
       });
       const moved = [...head].map(([chain_id, h]) => ({ chain_id, seq: h.seq, hash: h.hash }));
       // JSON parameters: the statement text never changes with the batch, so it is prepared once.
@@ -215,9 +217,11 @@ export class AuditChainer {
         with chained as (
           insert into audit_records (id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
                                      ip_address, user_agent, request_id, created_at, previous_hash, current_hash)
-          select id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
+          select id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details::json,
                  ip_address, user_agent, request_id, created_at, previous_hash, current_hash
-          from json_populate_recordset(null::audit_records, ${JSON.stringify(chained)}::json)
+          from json_to_recordset(${JSON.stringify(chained)}::json) as v(id uuid, chain_id text, seq bigint, organization_id uuid,
+            action text, resource_type text, resource_id text, user_id uuid, actor_type text, details text, ip_address text,
+            user_agent text, request_id text, created_at timestamptz, previous_hash text, current_hash text)
         )
         insert into audit_chain_heads (chain_id, seq, hash)
         select chain_id, seq, hash from json_to_recordset(${JSON.stringify(moved)}::json) as v(chain_id text, seq bigint, hash text)

@@ -7,8 +7,9 @@ import { ChainVerifier } from '../../lib/audit/verify.js';
 import { GENESIS_HASH } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
 import { likePattern } from '../../lib/sql.js';
-import { chainHead, chainOf, checkpointsOf, PLATFORM_CHAIN, readChainFields, recordAudit } from './chain.js';
+import { chainHead, chainOf, checkpointsOf, PLATFORM_CHAIN, recordAudit } from './chain.js';
 import { toAuditRecordDto, type AuditFilterInput, type ListAuditInput, type VerifyInput } from './schemas.js';
+import { verifyRangeInDatabase } from './verify-in-database.js';
 
 const isSuperAdmin = (ctx: ActorCtx) => ctx.actor.role === 'super_admin';
 
@@ -113,9 +114,8 @@ export async function verifyChain(ctx: ActorCtx, input: VerifyInput) {
     signature: c.signature,
   }));
   const verifier = new ChainVerifier(chainId, fromSeq, previousHash, checkpoints);
-  for await (const batch of readChainFields(ctx.db, chainId, fromSeq, toSeq)) {
-    for (const { fields, currentHash } of batch) verifier.pushFields(fields, currentHash);
-  }
+  const { rehashed } = await verifyRangeInDatabase(ctx.deps.database, ctx.db, verifier, chainId, fromSeq, toSeq, checkpoints.map((c) => c.seq));
+  if (rehashed > 0) ctx.log.info({ chainId, rehashed }, 'audit verify: records hashed again by the service');
   const result = verifier.finish(ctx.deps.auditSigner.verificationKeys, Math.min(head.seq, toSeq));
   const failure = result.firstFailure;
   await recordAudit(ctx, {

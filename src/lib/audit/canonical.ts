@@ -72,10 +72,11 @@ const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
 
 /**
  * canonicalJson(fields) for a well-formed record, without sorting: the keys of HashedAuditFields in their
- * canonical order. Anything else (extra or missing keys, odd types, as in a tampered export line) takes the
+ * canonical order. `detailsJson`, when given, must be canonicalJson(f.details), computed once by a caller
+ * that stores it too (the chainer). Anything else (extra or missing keys, odd types, as in a tampered export line) takes the
  * generic path, so the bytes hashed are always exactly canonicalJson's.
  */
-export function canonicalAuditRecord(f: HashedAuditFields): string {
+export function canonicalAuditRecord(f: HashedAuditFields, detailsJson?: string): string {
   if (
     Object.keys(f).length !== HASHED_KEYS ||
     typeof f.seq !== 'number' || typeof f.chain_id !== 'string' || typeof f.previous_hash !== 'string' || typeof f.id !== 'string' ||
@@ -89,14 +90,14 @@ export function canonicalAuditRecord(f: HashedAuditFields): string {
   }
   return (
     '{"action":' + q(f.action) + ',"actor_type":' + q(f.actor_type) + ',"chain_id":' + q(f.chain_id) + ',"created_at":' + q(f.created_at) +
-    ',"details":' + canonicalJson(f.details) + ',"id":' + q(f.id) + ',"ip_address":' + q(f.ip_address) + ',"organization_id":' + q(f.organization_id) +
+    ',"details":' + (detailsJson ?? canonicalJson(f.details)) + ',"id":' + q(f.id) + ',"ip_address":' + q(f.ip_address) + ',"organization_id":' + q(f.organization_id) +
     ',"previous_hash":' + q(f.previous_hash) + ',"request_id":' + q(f.request_id) + ',"resource_id":' + q(f.resource_id) +
     ',"resource_type":' + q(f.resource_type) + ',"seq":' + canonicalJson(f.seq) + ',"user_agent":' + q(f.user_agent) + ',"user_id":' + q(f.user_id) + '}'
   );
 }
 
-export function hashAuditRecord(fields: HashedAuditFields): string {
-  return sha256Hex(canonicalAuditRecord(fields));
+export function hashAuditRecord(fields: HashedAuditFields, detailsJson?: string): string {
+  return sha256Hex(canonicalAuditRecord(fields, detailsJson));
 }
 
 export interface CheckpointStatement {

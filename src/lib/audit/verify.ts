@@ -63,21 +63,42 @@ export class ChainVerifier {
 
   /** push() without building a record object: the fields exactly as hashed, and the stored hash. */
   pushFields(fields: HashedAuditFields, current_hash: string) {
+    this.pushHashed(fields.seq, fields.previous_hash, current_hash, hashAuditRecord(fields));
+  }
+
+  /**
+   * A record whose hash was recomputed by the caller (PostgreSQL, for POST /audit/verify): `recomputed` is
+   * the SHA-256 of its canonical serialisation, `currentHash` the stored one.
+   */
+  pushHashed(seq: number, previousHash: string, currentHash: string, recomputed: string) {
     this.checked++;
-    if (fields.seq !== this.expectedSeq) {
-      this.fail({ seq: this.expectedSeq, kind: 'missing_seq', expected: String(this.expectedSeq), actual: String(fields.seq) });
+    if (seq !== this.expectedSeq) {
+      this.fail({ seq: this.expectedSeq, kind: 'missing_seq', expected: String(this.expectedSeq), actual: String(seq) });
     }
-    const recomputed = hashAuditRecord(fields);
-    if (recomputed !== current_hash) {
-      this.fail({ seq: fields.seq, kind: 'hash_mismatch', expected: recomputed, actual: current_hash });
-    } else if (fields.previous_hash !== this.previousHash) {
-      this.fail({ seq: fields.seq, kind: 'link_break', expected: this.previousHash, actual: fields.previous_hash });
+    if (recomputed !== currentHash) {
+      this.fail({ seq, kind: 'hash_mismatch', expected: recomputed, actual: currentHash });
+    } else if (previousHash !== this.previousHash) {
+      this.fail({ seq, kind: 'link_break', expected: this.previousHash, actual: previousHash });
     }
-    if (this.checkpointSeqs.has(fields.seq)) this.hashAt.set(fields.seq, current_hash);
-    this.previousHash = current_hash;
-    this.expectedSeq = fields.seq + 1;
-    this.lastSeq = fields.seq;
-    this.lastHash = current_hash;
+    if (this.checkpointSeqs.has(seq)) this.hashAt.set(seq, currentHash);
+    this.previousHash = currentHash;
+    this.expectedSeq = seq + 1;
+    this.lastSeq = seq;
+    this.lastHash = currentHash;
+  }
+
+  /**
+   * `count` records that follow the last one pushed and were checked elsewhere, all found intact: consecutive
+   * seqs, each hash recomputed and equal to the stored one, each previous_hash the hash before it, and none at
+   * a checkpoint's seq. The last of them has `lastSeq` and `lastHash`.
+   */
+  skipVerified(count: number, lastSeq: number, lastHash: string) {
+    if (count <= 0) return;
+    this.checked += count;
+    this.previousHash = lastHash;
+    this.expectedSeq = lastSeq + 1;
+    this.lastSeq = lastSeq;
+    this.lastHash = lastHash;
   }
 
   /**
