@@ -96,7 +96,9 @@ describe('chaining after commit', () => {
         await appendAudit(tx, { action: 'create', resourceType: 'user', resourceId: id, organizationId: org.id, details: { after: { email } } });
         return id;
       });
-      await expect(attempt).rejects.toThrow();
+      // The INSERT's own error (drizzle wraps it, PostgreSQL's message is its cause), not a bare rollback.
+      const error = await attempt.then(() => undefined, (e: Error & { cause?: Error }) => e);
+      expect(String(error?.cause?.message ?? error?.message)).toMatch(/refused for the test/);
       expect(await t.deps.db.select().from(users).where(eq(users.email, email))).toEqual([]);
     } finally {
       await t.deps.db.execute(sql`drop trigger test_refuse_pending on audit_pending`);
