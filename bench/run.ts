@@ -707,7 +707,7 @@ async function main(): Promise<number> {
       const cpu =
         (m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`) +
         (m.dbCpuUsPerReq === undefined ? '' : `  db CPU ${m.dbCpuUsPerReq.toFixed(0)} µs/req`);
-      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${cpu}  (${m.requests} × 200, ${connections} conns)`);
+      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(1)} ms  p99 ${m.p99.toFixed(1)} ms${cpu}  (${m.requests} × 200, ${connections} conns)`);
     }
   }
 

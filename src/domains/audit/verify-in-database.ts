@@ -81,18 +81,20 @@ export async function verifyRangeInDatabase(
   const check = ([lo, hi]: [number, number]) =>
     database.query<CheckedRow>(CHECK_RANGE_SQL, [chainId, lo, hi, checkpointSeqs.filter((s) => s >= lo && s <= hi)], { long: true });
 
-  const inFlight = ranges.slice(0, RANGES_IN_FLIGHT).map(check);
-  // A rejected range waiting its turn would otherwise be an unhandled rejection.
-  for (const p of inFlight) p.catch(() => {});
+  // Ranges are checked RANGES_IN_FLIGHT at a time and pushed in order. A rejection of a range still waiting its
+  // turn is handled when its turn comes (or never, if an earlier one failed): not an unhandled rejection.
+  const waiting: Promise<CheckedRow[]>[] = [];
+  const start = (i: number) => {
+    if (i >= ranges.length) return;
+    const rows = check(ranges[i]!);
+    rows.catch(() => {});
+    waiting.push(rows);
+  };
+  for (let i = 0; i < RANGES_IN_FLIGHT; i++) start(i);
   let rehashed = 0;
   for (let i = 0; i < ranges.length; i++) {
-    const rows = await inFlight[i]!;
-    if (i + RANGES_IN_FLIGHT < ranges.length) {
-      const next = check(ranges[i + RANGES_IN_FLIGHT]!);
-      next.catch(() => {});
-      inFlight.push(next);
-    }
-    inFlight[i] = undefined as never;
+    const rows = await waiting.shift()!;
+    start(i + RANGES_IN_FLIGHT);
     rehashed += await pushRange(db, verifier, chainId, rows);
   }
   return { rehashed };
