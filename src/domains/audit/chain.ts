@@ -1,4 +1,5 @@
 import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
+import { isoTimestampSql } from '../../lib/sql.js';
 import { PgTransaction } from 'drizzle-orm/pg-core';
 import { rowsOf, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
@@ -130,7 +131,7 @@ export async function* readChainFields(db: DbOrTx, chainId: string, fromSeq: num
   while (next <= toSeq) {
     const rows = rowsOf<RawAuditRow>(await db.execute(sql`
       select id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details, ip_address, user_agent, request_id,
-             to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, previous_hash, current_hash
+             ${sql.raw(isoTimestampSql('created_at'))} as created_at, previous_hash, current_hash
       from audit_records where chain_id = ${chainId} and seq >= ${next} and seq <= ${toSeq} order by seq limit ${batchSize}`));
     if (rows.length === 0) return;
     const batch: { fields: HashedAuditFields; currentHash: string }[] = new Array(rows.length);

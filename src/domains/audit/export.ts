@@ -9,6 +9,7 @@ import { rowsOf, type Database } from '../../db/client.js';
 import { chainHead, recordAudit, writeCheckpoint, type RawAuditRow } from './chain.js';
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
+import { isoTimestampSql } from '../../lib/sql.js';
 
 export const ExportInput = z.strictObject({ format: z.enum(['csv', 'ndjson']).default('ndjson'), ...AuditFilters });
 export type ExportInput = z.infer<typeof ExportInput>;
@@ -155,7 +156,7 @@ function sha256Incremental() {
 
 /** The chain fields as selected from audit_records, created_at formatted by the server exactly as toISOString(). */
 const RECORD_COLUMNS = sql.raw(`chain_id, seq, previous_hash, id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
-  ip_address, user_agent, request_id, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at, current_hash`);
+  ip_address, user_agent, request_id, ${isoTimestampSql('created_at')} as created_at, current_hash`);
 
 const fieldsOf = (r: RawAuditRow) => ({
   chain_id: r.chain_id, seq: Number(r.seq), previous_hash: r.previous_hash, id: r.id, organization_id: r.organization_id, action: r.action,
@@ -173,7 +174,7 @@ const NDJSON_LINE = sql.raw(`'{"type":"record","chain_id":' || to_json(chain_id)
   || ',"user_id":' || coalesce('"' || user_id || '"', 'null') || ',"actor_type":' || to_json(actor_type)::text || ',"details":' || details::text
   || ',"ip_address":' || coalesce(to_json(ip_address)::text, 'null') || ',"user_agent":' || coalesce(to_json(user_agent)::text, 'null')
   || ',"request_id":' || coalesce(to_json(request_id)::text, 'null')
-  || ',"created_at":"' || to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '","current_hash":' || to_json(current_hash)::text || '}'`);
+  || ',"created_at":"' || ${isoTimestampSql('created_at')} || '","current_hash":' || to_json(current_hash)::text || '}'`);
 
 const HASH_KEY = '"current_hash":';
 

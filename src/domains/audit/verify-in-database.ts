@@ -1,6 +1,7 @@
 import type { Database, DbOrTx } from '../../db/client.js';
 import type { HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { ChainVerifier } from '../../lib/audit/verify.js';
+import { isoTimestampSql } from '../../lib/sql.js';
 import { readChainFields } from './chain.js';
 
 /**
@@ -12,7 +13,7 @@ import { readChainFields } from './chain.js';
 const CANONICAL_RECORD_SQL = `'{"action":' || to_json(action)::text
   || ',"actor_type":' || to_json(actor_type)::text
   || ',"chain_id":' || to_json(chain_id)::text
-  || ',"created_at":"' || to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"'
+  || ',"created_at":"' || ${isoTimestampSql('created_at')} || '"'
   || ',"details":' || details::text
   || ',"id":"' || id || '"'
   || ',"ip_address":' || coalesce(to_json(ip_address)::text, 'null')

@@ -6,7 +6,7 @@ import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx } from '../service-ctx.js';
-import { likePattern } from '../../lib/sql.js';
+import { isoTimestampSql, likePattern } from '../../lib/sql.js';
 import type { ProjectAccess } from './access.js';
 import {
   toMemberDto,
@@ -33,19 +33,19 @@ const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 /** A project as the API shows it (ProjectDto), selected from `p`: the rows need no mapping. */
 const PROJECT_DTO_COLUMNS = `p.id, p.name, p.description, p.organization_id, p.owner_id, p.settings, p.status, p.version,
-  to_char(p.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at,
-  to_char(p.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as updated_at`;
+  ${isoTimestampSql('p.created_at')} as created_at,
+  ${isoTimestampSql('p.updated_at')} as updated_at`;
 
 /**
  * Organisation admins list every project of their organisation; everyone else the projects they are a member
  * of. Both are keyset pages on id (UUIDv7, newest first) read from an index: (organization_id, status, id)
- * for admins; for members (user_id, project_id), then each project by primary key. The member page looks
+ * for admins; for members (user_id, project_id), then each project by its id. The member page looks
  * each project up in a LATERAL subquery fenced with OFFSET 0 so that the plan cannot become a merge join
  * walking every project of the organisation: PostgreSQL caches a generic plan for a prepared statement after
  * five runs, and for a plain join that plan was the merge join (test/projects-plan.test.ts checks both plans,
  * generic ones included).
  */
-export const PROJECT_PAGE_SQL = {
+const PROJECT_PAGE_SQL = {
   admin: `select ${PROJECT_DTO_COLUMNS}
 from projects p
 where p.organization_id = $1 and p.status = $2 and p.id < $3 and ($5::text is null or p.name ilike $5)
