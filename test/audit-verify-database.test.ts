@@ -2,9 +2,8 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainHead } from '../src/domains/audit/chain.js';
 import { verifyRangeInDatabase } from '../src/domains/audit/verify-in-database.js';
-import { canonicalJson } from '../src/lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH } from '../src/lib/audit/canonical.js';
 import { ChainVerifier } from '../src/lib/audit/verify.js';
-import { GENESIS_HASH } from '../src/lib/audit/canonical.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import { chainRecords, tamper } from './support/audit.js';
 

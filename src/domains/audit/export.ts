@@ -10,6 +10,7 @@ import { chainHead, recordAudit, writeCheckpoint, type RawAuditRow } from './cha
 import { AuditFilters } from './schemas.js';
 import { auditChainForActorAction, auditFilterConditions, selectedChain } from './service.js';
 import { isoTimestampSql } from '../../lib/sql.js';
+import { recordJsonSql } from './record-json-sql.js';
 
 export const ExportInput = z.strictObject({ format: z.enum(['csv', 'ndjson']).default('ndjson'), ...AuditFilters });
 export type ExportInput = z.infer<typeof ExportInput>;
@@ -164,17 +165,14 @@ const fieldsOf = (r: RawAuditRow) => ({
   ip_address: r.ip_address, user_agent: r.user_agent, request_id: r.request_id, created_at: r.created_at, current_hash: r.current_hash,
 });
 
-/**
- * A record's NDJSON line, written by PostgreSQL with the same keys in the same order as the row path:
- * text columns through to_json (escaped, null as null), uuids and seq as they are, details as stored.
- */
-const NDJSON_LINE = sql.raw(`'{"type":"record","chain_id":' || to_json(chain_id)::text || ',"seq":' || seq
-  || ',"previous_hash":' || to_json(previous_hash)::text || ',"id":"' || id || '","organization_id":' || coalesce('"' || organization_id || '"', 'null')
-  || ',"action":' || to_json(action)::text || ',"resource_type":' || to_json(resource_type)::text || ',"resource_id":' || coalesce(to_json(resource_id)::text, 'null')
-  || ',"user_id":' || coalesce('"' || user_id || '"', 'null') || ',"actor_type":' || to_json(actor_type)::text || ',"details":' || details::text
-  || ',"ip_address":' || coalesce(to_json(ip_address)::text, 'null') || ',"user_agent":' || coalesce(to_json(user_agent)::text, 'null')
-  || ',"request_id":' || coalesce(to_json(request_id)::text, 'null')
-  || ',"created_at":"' || ${isoTimestampSql('created_at')} || '","current_hash":' || to_json(current_hash)::text || '}'`);
+/** A record's NDJSON line, written by PostgreSQL with the same keys in the same order as the row path. */
+const NDJSON_LINE = sql.raw(
+  recordJsonSql(
+    ['chain_id', 'seq', 'previous_hash', 'id', 'organization_id', 'action', 'resource_type', 'resource_id', 'user_id', 'actor_type', 'details',
+      'ip_address', 'user_agent', 'request_id', 'created_at', 'current_hash'],
+    '"type":"record",',
+  ),
+);
 
 const HASH_KEY = '"current_hash":';
 

@@ -1,31 +1,17 @@
 import type { Database, DbOrTx } from '../../db/client.js';
 import type { HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { ChainVerifier } from '../../lib/audit/verify.js';
-import { isoTimestampSql } from '../../lib/sql.js';
 import { readChainFields } from './chain.js';
+import { recordJsonSql } from './record-json-sql.js';
 
 /**
- * The canonical serialisation of a record (docs/audit.md), built by PostgreSQL from the stored columns: keys
- * in RFC 8785 order, strings through to_json (JSON.stringify's escaping), uuids and seq as they print,
- * created_at as Date#toISOString() prints it, details as stored — audit_records.details is json holding the
- * canonical text the chainer hashed.
+ * The canonical serialisation of a record (docs/audit.md), built by PostgreSQL from the stored columns: every
+ * field but current_hash, keys in RFC 8785 order.
  */
-const CANONICAL_RECORD_SQL = `'{"action":' || to_json(action)::text
-  || ',"actor_type":' || to_json(actor_type)::text
-  || ',"chain_id":' || to_json(chain_id)::text
-  || ',"created_at":"' || ${isoTimestampSql('created_at')} || '"'
-  || ',"details":' || details::text
-  || ',"id":"' || id || '"'
-  || ',"ip_address":' || coalesce(to_json(ip_address)::text, 'null')
-  || ',"organization_id":' || coalesce('"' || organization_id || '"', 'null')
-  || ',"previous_hash":' || to_json(previous_hash)::text
-  || ',"request_id":' || coalesce(to_json(request_id)::text, 'null')
-  || ',"resource_id":' || coalesce(to_json(resource_id)::text, 'null')
-  || ',"resource_type":' || to_json(resource_type)::text
-  || ',"seq":' || seq
-  || ',"user_agent":' || coalesce(to_json(user_agent)::text, 'null')
-  || ',"user_id":' || coalesce('"' || user_id || '"', 'null')
-  || '}'`;
+const CANONICAL_RECORD_SQL = recordJsonSql([
+  'action', 'actor_type', 'chain_id', 'created_at', 'details', 'id', 'ip_address', 'organization_id',
+  'previous_hash', 'request_id', 'resource_id', 'resource_type', 'seq', 'user_agent', 'user_id',
+]);
 
 /**
  * One range of a chain, hashed and linked by PostgreSQL. Only the rows worth a look come back: the first of
