@@ -2,6 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditRecords } from '../src/db/schema/audit.js';
 import { projects as projectsTable } from '../src/db/schema/projects.js';
+import { ProjectPage } from '../src/domains/projects/schemas.js';
 import { projectDependencyChecks } from '../src/domains/projects/service.js';
 import { createTestApp, PASSWORD, type TestApp } from './support/app.js';
 import { chained } from './support/audit.js';
@@ -75,6 +76,28 @@ describe('visibility', () => {
     const devIds = devList.body.items.map((p: any) => p.id);
     expect(devIds).toContain(mine.body.id);
     expect(devIds).not.toContain(theirs.body.id);
+  });
+
+  it('a page serialised by PostgreSQL is the ProjectPage schema, item for item what GET /projects/{id} answers, over REST and tRPC', async () => {
+    const owner = await t.createOrganization();
+    const awkward = [
+      { name: `Quotes "double" 'single' \\ back ${Date.now()}`, description: 'tab\there\nnewline \u0001 control, \u2028 separator, astral 🚀, DEL \u007f' },
+      { name: `Ünïcödé ${Date.now()}`, description: '', settings: { icon: '🧪', environment: 'production', tags: [{ name: 'a "tag"', color: '#00AAFF' }] } },
+    ];
+    for (const body of awkward) expect((await create(owner.admin.token, body)).status).toBe(201);
+    const rest = await t.request('GET', '/projects?limit=1', { token: owner.admin.token });
+    expect(rest.status).toBe(200);
+    expect(ProjectPage.parse(rest.body)).toEqual(rest.body);
+    const second = await t.request('GET', `/projects?limit=5&cursor=${rest.body.next_cursor}`, { token: owner.admin.token });
+    expect(second.body.next_cursor).toBeNull();
+    const items = [...rest.body.items, ...second.body.items];
+    expect(items.map((p: any) => p.name)).toEqual([awkward[1]!.name, awkward[0]!.name]);
+    for (const item of items) expect(item).toEqual((await t.request('GET', `/projects/${item.id}`, { token: owner.admin.token })).body);
+    const input = encodeURIComponent(JSON.stringify({ limit: 1 }));
+    const single = await t.request('GET', `/trpc/projects.list?input=${input}`, { token: owner.admin.token });
+    const batch = await t.request('GET', `/trpc/projects.list?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { limit: 1 } }))}`, { token: owner.admin.token });
+    expect(single.body).toEqual({ result: { data: rest.body } });
+    expect(batch.body[0]).toEqual(single.body);
   });
 
   it('a project the caller cannot see answers 404: another member’s, another organisation’s', async () => {

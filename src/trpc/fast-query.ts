@@ -2,6 +2,7 @@ import { getErrorShape, getTRPCErrorFromUnknown } from '@trpc/server/unstable-co
 import type { AnyProcedure, AnyRouter } from '@trpc/server';
 import type { RequestContext } from './context.js';
 import { createCallerFactory } from './init.js';
+import { JsonText } from '../lib/json-text.js';
 
 /**
  * The dashboard's most common call is a single (unbatched) GET query. tRPC's fetch adapter spends more per
@@ -35,7 +36,8 @@ export function createFastQueryHandler(appRouter: AnyRouter, endpoint = '/trpc')
       const caller = createCaller(ctx) as unknown as Record<string, unknown>;
       const fn = path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as (i: unknown) => Promise<unknown>;
       const data = await fn(input);
-      return new Response(JSON.stringify({ result: { data } }), { status: 200, headers });
+      const body = data instanceof JsonText ? `{"result":{"data":${data.text}}}` : JSON.stringify({ result: { data } });
+      return new Response(body, { status: 200, headers });
     } catch (cause) {
       const error = getTRPCErrorFromUnknown(cause);
       const shape = getErrorShape({ config, error, type: 'query', path, input, ctx });

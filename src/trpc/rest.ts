@@ -3,6 +3,7 @@ import { createCallerFactory } from './init.js';
 import type { Meta } from './init.js';
 import type { RequestContext } from './context.js';
 import { problem } from '../lib/errors.js';
+import { JsonText } from '../lib/json-text.js';
 import { problemResponse } from './errors.js';
 import { canonicalJson, sha256Hex } from '../lib/audit/canonical.js';
 import { beginIdempotent, completeIdempotent, releaseIdempotent } from '../domains/idempotency/service.js';
@@ -61,7 +62,8 @@ export function collectRestRoutes(appRouter: AnyRouter): RestRoute[] {
 type CallerFn = (input: unknown) => Promise<unknown>;
 
 function json(body: unknown, status: number, headers: Record<string, string> = {}) {
-  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+  const text = body instanceof JsonText ? body.text : JSON.stringify(body);
+  return new Response(text, { status, headers: { 'content-type': 'application/json', ...headers } });
 }
 
 function plainProblem(status: number, detail: string, requestId: string, headers: Record<string, string> = {}) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { PROJECT_ROLES, PROJECT_STATUSES, type ProjectMemberRow, type ProjectRow } from '../../db/schema/projects.js';
 import type { UserRow } from '../../db/schema/users.js';
 import { pageInput, pageOf } from '../../lib/pagination.js';
+import { acceptsJsonText } from '../../lib/json-text.js';
 
 export const ProjectRoleSchema = z.enum(PROJECT_ROLES).describe('Project role');
 
@@ -57,7 +58,8 @@ export const ListProjectsInput = z.strictObject({
   status: z.enum(PROJECT_STATUSES).default('active'),
 });
 export type ListProjectsInput = z.infer<typeof ListProjectsInput>;
-export const ProjectPage = pageOf(ProjectDto).meta({ id: 'ProjectPage' });
+export const ProjectPage = acceptsJsonText(pageOf(ProjectDto).meta({ id: 'ProjectPage' }));
+export type ProjectPage = z.output<typeof ProjectPage>;
 
 export const CreateProjectInput = z.strictObject({ name: ProjectName, description: Description.default(''), settings: ProjectSettings.default({}) });
 export type CreateProjectInput = z.infer<typeof CreateProjectInput>;

@@ -2,7 +2,8 @@ import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import { projectMembers, projects, type ProjectRow } from '../../db/schema/projects.js';
 import { users } from '../../db/schema/users.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
-import { decodeCursor, encodeCursor, toPage } from '../../lib/pagination.js';
+import { decodeCursor, encodeCursor } from '../../lib/pagination.js';
+import { JsonText } from '../../lib/json-text.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx } from '../service-ctx.js';
@@ -12,7 +13,7 @@ import {
   toMemberDto,
   toProjectDto,
   type AddMemberInput,
-  type ProjectDto,
+  type ProjectPage,
   type CreateProjectInput,
   type ListMembersInput,
   type ListProjectsInput,
@@ -31,10 +32,16 @@ const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.descr
 /** The first page has no cursor; comparing with the greatest UUID keeps one statement text for every page. */
 const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
-/** A project as the API shows it (ProjectDto), selected from `p`: the rows need no mapping. */
-const PROJECT_DTO_COLUMNS = `p.id, p.name, p.description, p.organization_id, p.owner_id, p.settings, p.status, p.version,
-  ${isoTimestampSql('p.created_at')} as created_at,
-  ${isoTimestampSql('p.updated_at')} as updated_at`;
+/**
+ * A project as the API shows it (ProjectDto, fields in its order), serialised by PostgreSQL from `p`: the page
+ * goes out as this text, never decoded into objects (JsonText). concat(), because on PostgreSQL 15 it costs
+ * about 3 µs a row where json_build_object or a chain of || cost 7–8. to_json escapes the two free-text
+ * fields; no other field can hold a character that needs escaping, none is null, and settings is jsonb.
+ */
+const PROJECT_DTO_JSON = `concat('{"id":"', p.id, '","name":', to_json(p.name), ',"description":', to_json(p.description),
+  ',"organization_id":"', p.organization_id, '","owner_id":"', p.owner_id, '","settings":', p.settings,
+  ',"status":"', p.status, '","version":', p.version,
+  ',"created_at":"', ${isoTimestampSql('p.created_at')}, '","updated_at":"', ${isoTimestampSql('p.updated_at')}, '"}') as json, p.id`;
 
 /**
  * Organisation admins list every project of their organisation; everyone else the projects they are a member
@@ -46,12 +53,12 @@ const PROJECT_DTO_COLUMNS = `p.id, p.name, p.description, p.organization_id, p.o
  * generic ones included).
  */
 const PROJECT_PAGE_SQL = {
-  admin: `select ${PROJECT_DTO_COLUMNS}
+  admin: `select ${PROJECT_DTO_JSON}
 from projects p
 where p.organization_id = $1 and p.status = $2 and p.id < $3 and ($5::text is null or p.name ilike $5)
 order by p.id desc
 limit $4`,
-  member: `select ${PROJECT_DTO_COLUMNS}
+  member: `select ${PROJECT_DTO_JSON}
 from project_members m
 cross join lateral (
   select * from projects p
@@ -76,11 +83,14 @@ export function projectPageQuery(ctx: ActorCtx, input: ListProjectsInput): { tex
   return { text: PROJECT_PAGE_SQL.member, params: [...params, ctx.actor.userId] };
 }
 
-export async function listProjects(ctx: ActorCtx, input: ListProjectsInput) {
+export async function listProjects(ctx: ActorCtx, input: ListProjectsInput): Promise<JsonText<ProjectPage>> {
   const { text, params } = projectPageQuery(ctx, input);
   // A search filters with ILIKE and may scan many projects for a page: the main pool (Database.query).
-  const rows = await ctx.deps.database.query<ProjectDto>(text, params, { long: input.search !== undefined });
-  return toPage(rows, input.limit, (row) => row);
+  const rows = await ctx.deps.database.query<{ json: string; id: string }>(text, params, { long: input.search !== undefined });
+  const hasMore = rows.length > input.limit;
+  const page = hasMore ? rows.slice(0, input.limit) : rows;
+  const nextCursor = hasMore ? JSON.stringify(encodeCursor(page[page.length - 1]!.id)) : 'null';
+  return new JsonText(`{"items":[${page.map((r) => r.json).join(',')}],"next_cursor":${nextCursor}}`);
 }
 
 export async function createProject(ctx: ActorCtx, input: CreateProjectInput) {
