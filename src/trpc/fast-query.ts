@@ -1,7 +1,7 @@
 import { getErrorShape, getTRPCErrorFromUnknown } from '@trpc/server/unstable-core-do-not-import';
 import type { AnyProcedure, AnyRouter } from '@trpc/server';
 import type { RequestContext } from './context.js';
-import { createCallerFactory } from './init.js';
+import { invokeProcedure } from './invoke.js';
 import { JsonText } from '../lib/json-text.js';
 
 /**
@@ -14,7 +14,6 @@ import { JsonText } from '../lib/json-text.js';
 export function createFastQueryHandler(appRouter: AnyRouter, endpoint = '/trpc') {
   const procedures = appRouter._def.procedures as Record<string, AnyProcedure>;
   const config = appRouter._def._config;
-  const createCaller = createCallerFactory(appRouter);
   const prefix = `${endpoint}/`;
 
   return async function handleFastQuery(req: Request, url: URL, ctx: RequestContext): Promise<Response | undefined> {
@@ -33,9 +32,7 @@ export function createFastQueryHandler(appRouter: AnyRouter, endpoint = '/trpc')
     }
     const headers = { 'content-type': 'application/json' };
     try {
-      const caller = createCaller(ctx) as unknown as Record<string, unknown>;
-      const fn = path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as (i: unknown) => Promise<unknown>;
-      const data = await fn(input);
+      const data = await invokeProcedure(procedure, { ctx, type: 'query', path, input });
       const body = data instanceof JsonText ? `{"result":{"data":${data.text}}}` : JSON.stringify({ result: { data } });
       return new Response(body, { status: 200, headers });
     } catch (cause) {

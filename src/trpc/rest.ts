@@ -1,5 +1,5 @@
 import type { AnyProcedure, AnyRouter } from '@trpc/server';
-import { createCallerFactory } from './init.js';
+import { invokeProcedure } from './invoke.js';
 import type { Meta } from './init.js';
 import type { RequestContext } from './context.js';
 import { problem } from '../lib/errors.js';
@@ -13,6 +13,7 @@ export interface RestRoute {
   /** The OpenAPI path template, e.g. /users/{id}. */
   path: string;
   procedurePath: string;
+  procedure: AnyProcedure;
   meta: Meta;
   regex: RegExp;
   paramNames: string[];
@@ -46,6 +47,7 @@ export function collectRestRoutes(appRouter: AnyRouter): RestRoute[] {
       method: openapi.method,
       path: openapi.path,
       procedurePath,
+      procedure,
       meta: meta!,
       regex: new RegExp(`^${pattern || '/'}$`),
       paramNames,
@@ -58,8 +60,6 @@ export function collectRestRoutes(appRouter: AnyRouter): RestRoute[] {
   };
   return routes.sort((a, b) => cmp(a.rank, b.rank));
 }
-
-type CallerFn = (input: unknown) => Promise<unknown>;
 
 function json(body: unknown, status: number, headers: Record<string, string> = {}) {
   const text = body instanceof JsonText ? body.text : JSON.stringify(body);
@@ -80,8 +80,6 @@ function plainProblem(status: number, detail: string, requestId: string, headers
  */
 export function createRestHandler(appRouter: AnyRouter) {
   const routes = collectRestRoutes(appRouter);
-  const createCaller = createCallerFactory(appRouter);
-
   return async function handleRest(req: Request, pathname: string, ctx: RequestContext): Promise<Response | undefined> {
     const path = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
     let route: RestRoute | undefined;
@@ -151,9 +149,7 @@ export function createRestHandler(appRouter: AnyRouter) {
 
     const call = async (): Promise<Response> => {
       try {
-        const caller = createCaller(ctx) as unknown as Record<string, unknown>;
-        const fn = route!.procedurePath.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], caller) as CallerFn;
-        const output = await fn(input);
+        const output = await invokeProcedure(route!.procedure, { ctx, type: route!.procedure._def.type, path: route!.procedurePath, input });
         return successResponse(req, route!, output);
       } catch (err) {
         return problemResponse(err, ctx.requestId, ctx.log);
