@@ -88,18 +88,22 @@ describe('chaining after commit', () => {
     await t.deps.db.execute(sql`create trigger test_refuse_pending before insert on audit_pending for each row execute function test_refuse_pending()`);
     try {
       const org = await t.createOrganization();
-      const email = uniqueEmail('refused');
       const ctx = { db: t.deps.db, clock: t.deps.clock, ids: t.deps.ids, log: t.deps.log, deps: t.deps, actor: null, requestId: 'refuse-me', ip: 'unknown', userAgent: '' };
-      const attempt = inTransaction(ctx, async (tx) => {
-        const id = t.deps.ids.uuid();
-        await tx.db.insert(users).values({ id, email, name: 'F', organizationId: org.id, role: 'tester', status: 'invited' });
-        await appendAudit(tx, { action: 'create', resourceType: 'user', resourceId: id, organizationId: org.id, details: { after: { email } } });
-        return id;
-      });
-      // The INSERT's own error (drizzle wraps it, PostgreSQL's message is its cause), not a bare rollback.
-      const error = await attempt.then(() => undefined, (e: Error & { cause?: Error }) => e);
-      expect(String(error?.cause?.message ?? error?.message)).toMatch(/refused for the test/);
-      expect(await t.deps.db.select().from(users).where(eq(users.email, email))).toEqual([]);
+      // appendAudit sends its INSERT without waiting: it fails on its own or under a later statement of the transaction.
+      for (const statementAfter of [false, true]) {
+        const email = uniqueEmail('refused');
+        const attempt = inTransaction(ctx, async (tx) => {
+          const id = t.deps.ids.uuid();
+          await tx.db.insert(users).values({ id, email, name: 'F', organizationId: org.id, role: 'tester', status: 'invited' });
+          await appendAudit(tx, { action: 'create', resourceType: 'user', resourceId: id, organizationId: org.id, details: { after: { email } } });
+          if (statementAfter) await tx.db.update(users).set({ name: 'G' }).where(eq(users.id, id));
+          return id;
+        });
+        // The INSERT's own error (PostgreSQL's message, or its cause where a driver wraps it), not a bare rollback.
+        const error = await attempt.then(() => undefined, (e: Error & { cause?: Error }) => e);
+        expect(String(error?.cause?.message ?? error?.message)).toMatch(/refused for the test/);
+        expect(await t.deps.db.select().from(users).where(eq(users.email, email))).toEqual([]);
+      }
     } finally {
       await t.deps.db.execute(sql`drop trigger test_refuse_pending on audit_pending`);
     }

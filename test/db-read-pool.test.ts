@@ -40,3 +40,26 @@ describe.runIf(url)('the pipelined read pool (PostgreSQL)', () => {
     }
   });
 });
+
+describe.runIf(url)('prepared statements (PostgreSQL)', () => {
+  it('drizzle’s queries are prepared on the pool and inside transactions and savepoints, where postgres.js hands out fresh handles', async () => {
+    const database = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    const preparedMarks = async (db: typeof database.db) =>
+      (await db.execute(sql`select statement from pg_prepared_statements where statement like '%prepared-mark-%'`)) as unknown as { statement: string }[];
+    try {
+      // Statements without parameters go over the simple protocol, never prepared: each of these has one.
+      await database.db.execute(sql`select ${1}::int as m -- prepared-mark-pool`);
+      const inside = await database.db.transaction(async (tx) => {
+        await tx.execute(sql`select ${2}::int as m -- prepared-mark-transaction`);
+        await tx.transaction(async (sp) => {
+          await sp.execute(sql`select ${3}::int as m -- prepared-mark-savepoint`);
+        });
+        return preparedMarks(tx);
+      });
+      const marks = inside.map((r) => r.statement.match(/prepared-mark-(\w+)/)?.[1]).sort();
+      expect(marks).toEqual(['pool', 'savepoint', 'transaction']);
+    } finally {
+      await database.close();
+    }
+  });
+});

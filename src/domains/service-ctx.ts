@@ -20,13 +20,32 @@ export interface ServiceCtx {
   requestId: string;
   ip: string;
   userAgent: string;
+  /** Inside inTransaction: audit inserts sent without waiting for their answers (appendAudit). */
+  auditWrites?: Promise<void>[];
 }
 
 export type ActorCtx = ServiceCtx & { actor: Principal };
 
-/** Runs fn in a transaction; the ctx it receives carries the transaction as its db handle. */
-export function inTransaction<C extends ServiceCtx, T>(ctx: C, fn: (tx: C) => Promise<T>): Promise<T> {
-  return ctx.db.transaction((db) => fn({ ...ctx, db }));
+/**
+ * Runs fn in a transaction; the ctx it receives carries the transaction as its db handle.
+ *
+ * Audit inserts made by appendAudit are sent without waiting and checked here, after COMMIT: they travel with
+ * the statement after them, usually the COMMIT itself. One that failed aborted the transaction, so PostgreSQL
+ * answered the COMMIT with a rollback (which the driver does not report as an error); its own error is
+ * thrown here, as it would have been from appendAudit, and nothing of the change was kept.
+ */
+export async function inTransaction<C extends ServiceCtx, T>(ctx: C, fn: (tx: C) => Promise<T>): Promise<T> {
+  const auditWrites: Promise<void>[] = [];
+  let result: T;
+  try {
+    result = await ctx.db.transaction((db) => fn({ ...ctx, db, auditWrites }));
+  } catch (err) {
+    // A failed audit insert is the cause, whatever the driver made of the COMMIT it aborted.
+    const failed = (await Promise.allSettled(auditWrites)).find((r) => r.status === 'rejected');
+    throw failed ? failed.reason : err;
+  }
+  await Promise.all(auditWrites);
+  return result;
 }
 
 /** The service view of a request: what both transports and the plain Hono routes hand to services. */

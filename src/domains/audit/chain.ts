@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import { isoTimestampSql } from '../../lib/sql.js';
 import { PgTransaction } from 'drizzle-orm/pg-core';
-import { rowsOf, type DbOrTx } from '../../db/client.js';
+import { rowsOf, sendStatement, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
@@ -50,18 +50,37 @@ export type PendingAuditRecord = typeof auditPending.$inferSelect;
  * Records an event inside the caller's transaction, so the record commits or rolls back with the change it
  * describes. It goes to audit_pending and is chained right after the commit by the chainer (chainer.ts):
  * the writer never waits for another writer's chain-head lock.
+ *
+ * In a transaction opened by inTransaction the insert is sent without waiting for its answer, so it travels
+ * with the next statement or the COMMIT instead of costing a round trip of its own; inTransaction checks it
+ * after COMMIT (see there). Invalid details still throw here, before anything is sent.
  */
 export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
   if (!(ctx.db instanceof PgTransaction)) throw new Error('appendAudit must run inside a transaction');
-  return writePending(ctx, entry);
+  const { record, insert } = pendingInsert(ctx, entry);
+  const sent = Promise.resolve(insert).then(() => undefined);
+  if (ctx.auditWrites) {
+    sent.catch(() => undefined); // handled by inTransaction, which may only look after this rejects
+    ctx.auditWrites.push(sent);
+  } else await sent;
+  ctx.deps.auditChainer.notify();
+  return record;
 }
 
 /** For events that are not part of a larger change (sign-ins, exports): a statement of their own. */
-export function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
-  return writePending(ctx, entry);
+export async function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
+  const { record, insert } = pendingInsert(ctx, entry);
+  await insert;
+  ctx.deps.auditChainer.notify();
+  return record;
 }
 
-async function writePending(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
+const PENDING_INSERT_SQL = `insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type,
+  details, ip_address, user_agent, request_id, created_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13::timestamptz)`;
+
+/** The pending record for an event and its INSERT, built but not sent (the driver sends a query when awaited). */
+function pendingInsert(ctx: ServiceCtx, entry: AuditEntry) {
   const r: PendingAuditRecord = {
     id: ctx.ids.uuid(),
     chainId: chainOf(entry.organizationId),
@@ -77,13 +96,11 @@ async function writePending(ctx: ServiceCtx, entry: AuditEntry): Promise<Pending
     requestId: ctx.requestId,
     createdAt: new Date(ctx.clock.now().getTime()),
   };
-  await ctx.db.execute(sql`
-    insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
-      ip_address, user_agent, request_id, created_at)
-    values (${r.id}, ${r.chainId}, ${r.organizationId}, ${r.action}, ${r.resourceType}, ${r.resourceId}, ${r.userId}, ${r.actorType},
-      ${JSON.stringify(r.details)}::jsonb, ${r.ipAddress}, ${r.userAgent}, ${r.requestId}, ${r.createdAt.toISOString()}::timestamptz)`);
-  ctx.deps.auditChainer.notify();
-  return r;
+  const insert = sendStatement(ctx.db, PENDING_INSERT_SQL, [
+    r.id, r.chainId, r.organizationId, r.action, r.resourceType, r.resourceId, r.userId, r.actorType, JSON.stringify(r.details),
+    r.ipAddress, r.userAgent, r.requestId, r.createdAt.toISOString(),
+  ]);
+  return { record: r, insert };
 }
 
 export async function writeCheckpoint(db: DbOrTx, signer: AuditSigner, head: { chainId: string; seq: number; hash: string }, now: Date) {
