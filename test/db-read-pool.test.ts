@@ -5,7 +5,8 @@ import { openDatabase } from '../src/db/client.js';
 /**
  * Database.query's short reads have a postgres.js pool of their own, which no transaction holds; reads of
  * unbounded cost ({ long: true }) use the main pool. PGlite has a single session, so this is a PostgreSQL
- * property, checked in the suite's PostgreSQL run (TEST_DATABASE_URL).
+ * property, checked in the suite's PostgreSQL run (TEST_DATABASE_URL). So is the other thing the pools do for
+ * every caller: preparing each statement, inside transactions too.
  */
 const url = process.env.TEST_DATABASE_URL;
 

@@ -22,8 +22,10 @@ export class JsonText<T> {
 
 /**
  * The output schema of a procedure that may answer with a JsonText: the document and the client types still
- * come from `schema`, and other answers are still validated by it. A JsonText passes as it is — the
- * statement that builds it names the schema's fields, and a test compares the two (test/projects-list.test.ts).
+ * come from `schema`, and other answers are still validated by it. It replaces `schema`'s parse method in place,
+ * so pass a schema of its own (e.g. fresh from `.meta()`). A JsonText passes as it is — the
+ * statement that builds it names the schema's fields, and a test compares the two (test/projects.test.ts,
+ * 'a page serialised by PostgreSQL …').
  */
 export function acceptsJsonText<S extends z.ZodType>(schema: S): z.ZodType<z.output<S>, z.input<S> | JsonText<z.output<S>>> {
   const parse = schema.parse.bind(schema);

@@ -80,6 +80,7 @@ function plainProblem(status: number, detail: string, requestId: string, headers
  */
 export function createRestHandler(appRouter: AnyRouter) {
   const routes = collectRestRoutes(appRouter);
+
   return async function handleRest(req: Request, pathname: string, ctx: RequestContext): Promise<Response | undefined> {
     const path = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
     let route: RestRoute | undefined;
