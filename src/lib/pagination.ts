@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { badField } from './errors.js';
+import { JsonText } from './json-text.js';
 
 export const pageInput = {
   limit: z.coerce.number().int().min(1).max(100).default(20).describe('Page size, 1–100 (default 20)'),
@@ -27,8 +28,19 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
 }
 
 /** Callers fetch limit + 1 rows; this trims the extra one and derives next_cursor from the last item. */
-export function toPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
+function trimPage<R extends { id: string }>(rows: R[], limit: number) {
   const hasMore = rows.length > limit;
   const page = hasMore ? rows.slice(0, limit) : rows;
-  return { items: page.map(map), next_cursor: hasMore ? encodeCursor(page[page.length - 1]!.id) : null };
+  return { page, nextCursor: hasMore ? encodeCursor(page[page.length - 1]!.id) : null };
+}
+
+export function toPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
+  const { page, nextCursor } = trimPage(rows, limit);
+  return { items: page.map(map), next_cursor: nextCursor };
+}
+
+/** toPage for rows that PostgreSQL serialised as the items' JSON: the page goes out as text (JsonText). */
+export function toJsonTextPage<T>(rows: { id: string; json: string }[], limit: number): JsonText<T> {
+  const { page, nextCursor } = trimPage(rows, limit);
+  return new JsonText(`{"items":[${page.map((r) => r.json).join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`);
 }

@@ -2,8 +2,8 @@ import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import { projectMembers, projects, type ProjectRow } from '../../db/schema/projects.js';
 import { users } from '../../db/schema/users.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
-import { decodeCursor, encodeCursor } from '../../lib/pagination.js';
-import { JsonText } from '../../lib/json-text.js';
+import { decodeCursor, encodeCursor, toJsonTextPage } from '../../lib/pagination.js';
+import type { JsonText } from '../../lib/json-text.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx } from '../service-ctx.js';
@@ -35,8 +35,9 @@ const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 /**
  * A project as the API shows it (ProjectDto, fields in its order), serialised by PostgreSQL from `p`: the page
  * goes out as this text, never decoded into objects (JsonText). concat(), because on PostgreSQL 15 it adds
- * about 3 µs a row to selecting the columns, where json_build_object or a chain of || add 5–8. to_json escapes the two free-text
- * fields; no other field can hold a character that needs escaping, none is null, and settings is jsonb.
+ * about 3 µs a row to selecting the columns, where json_build_object or a chain of || add 5–8. to_json escapes
+ * the two free-text fields; no other field can hold a character that needs escaping, none is null, and
+ * settings is jsonb.
  */
 const PROJECT_DTO_JSON = `concat('{"id":"', p.id, '","name":', to_json(p.name), ',"description":', to_json(p.description),
   ',"organization_id":"', p.organization_id, '","owner_id":"', p.owner_id, '","settings":', p.settings,
@@ -87,10 +88,7 @@ export async function listProjects(ctx: ActorCtx, input: ListProjectsInput): Pro
   const { text, params } = projectPageQuery(ctx, input);
   // A search filters with ILIKE and may scan many projects for a page: the main pool (Database.query).
   const rows = await ctx.deps.database.query<{ json: string; id: string }>(text, params, { long: input.search !== undefined });
-  const hasMore = rows.length > input.limit;
-  const page = hasMore ? rows.slice(0, input.limit) : rows;
-  const nextCursor = hasMore ? JSON.stringify(encodeCursor(page[page.length - 1]!.id)) : 'null';
-  return new JsonText(`{"items":[${page.map((r) => r.json).join(',')}],"next_cursor":${nextCursor}}`);
+  return toJsonTextPage<ProjectPage>(rows, input.limit);
 }
 
 export async function createProject(ctx: ActorCtx, input: CreateProjectInput) {
