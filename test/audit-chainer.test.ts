@@ -7,6 +7,7 @@ import { appendAudit, hashedFieldsOf } from '../src/domains/audit/chain.js';
 import { inTransaction } from '../src/domains/service-ctx.js';
 import { AuditChainer } from '../src/domains/audit/chainer.js';
 import { GENESIS_HASH, hashAuditRecord } from '../src/lib/audit/canonical.js';
+import { rowsOf } from '../src/db/client.js';
 import { createTestApp, uniqueEmail, type TestApp } from './support/app.js';
 import { chainRecords } from './support/audit.js';
 
@@ -149,6 +150,22 @@ describe('chaining after commit', () => {
     const freshRows = await chainRecords(t, `org:${fresh}`);
     expect(freshRows).toHaveLength(30);
     expectIntact(freshRows);
+  });
+
+  it('a record pending since before migration 0007, in jsonb’s rendering, is chained with canonical details', async () => {
+    const org = await t.createOrganization();
+    const chainId = `org:${org.id}`;
+    const id = t.deps.ids.uuid();
+    // As `details::text::json` left a jsonb value: a space after names and commas, keys by length.
+    const jsonbRendering = '{"after": {"id": "u-1", "name": "Zoë \\"Z\\": x", "email": "z@x.test", "role": "admin"}}';
+    await t.deps.db.execute(sql`insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, actor_type, details, created_at)
+      values (${id}, ${chainId}, ${org.id}, 'create', 'user', 'u-1', 'system', ${jsonbRendering}::json, now())`);
+    await t.deps.auditChainer.chainAll();
+    const [stored] = rowsOf<{ details: string }>(await t.deps.db.execute(sql`select details::text as details from audit_records where id = ${id}`));
+    expect(stored?.details).toBe('{"after":{"email":"z@x.test","id":"u-1","name":"Zoë \\"Z\\": x","role":"admin"}}');
+    expectIntact(await chainRecords(t, chainId));
+    const verify = await t.request('POST', '/audit/verify', { token: org.admin.token, body: {} });
+    expect(verify.body).toMatchObject({ ok: true, first_failure: null });
   });
 
   it('the database refuses to change or truncate pending records', async () => {

@@ -6,3 +6,19 @@ export const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => 
  * drivers return it as that text, where they decode a timestamptz differently.
  */
 export const isoTimestampSql = (column: string) => `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * A PostgreSQL array literal (`{"a","b",NULL}`) of these values, for one `$n::type[]` parameter: a statement
+ * whose text does not change with the number of values, so it is prepared once.
+ */
+export function pgArrayLiteral(values: readonly (string | number | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else if (typeof v === 'number') out += String(v);
+    else out += '"' + v.replace(/[\\"]/g, '\\$&') + '"';
+  }
+  return out + '}';
+}

@@ -1,4 +1,4 @@
-import { bigint, index, json, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, index, json, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 /** What a record carries from the moment it is written: everything but its place in the chain. */
 const recordedFields = () => ({
@@ -8,7 +8,12 @@ const recordedFields = () => ({
   resourceId: text(),
   userId: uuid(),
   actorType: text({ enum: ['user', 'system', 'service'] }).notNull(),
-  details: jsonb().$type<Record<string, unknown>>().notNull(),
+  /**
+   * json, not jsonb: the text stored is exactly the canonical JSON (RFC 8785) that the record's hash covers,
+   * so PostgreSQL can recompute the hash without parsing it (POST /audit/verify, docs/audit.md), and the
+   * chainer moves a pending record's text into audit_records as it is.
+   */
+  details: json().$type<Record<string, unknown>>().notNull(),
   ipAddress: text(),
   userAgent: text(),
   requestId: text(),
@@ -28,11 +33,6 @@ export const auditRecords = pgTable(
     /** Gapless per chain, from 1. */
     seq: bigint({ mode: 'number' }).notNull(),
     ...recordedFields(),
-    /**
-     * json, not jsonb: the text stored is exactly the canonical JSON (RFC 8785) that the record's hash covers,
-     * so PostgreSQL can recompute the hash without parsing it (POST /audit/verify, docs/audit.md).
-     */
-    details: json().$type<Record<string, unknown>>().notNull(),
     previousHash: text().notNull(),
     currentHash: text().notNull(),
   },

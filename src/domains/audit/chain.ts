@@ -4,7 +4,7 @@ import { PgTransaction } from 'drizzle-orm/pg-core';
 import { rowsOf, sendStatement, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
-import { GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
 import type { ServiceCtx } from '../service-ctx.js';
 
@@ -77,7 +77,7 @@ export async function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<P
 
 const PENDING_INSERT_SQL = `insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type,
   details, ip_address, user_agent, request_id, created_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13::timestamptz)`;
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10, $11, $12, $13::timestamptz)`;
 
 /** The pending record for an event and its INSERT, built but not sent (the driver sends a query when awaited). */
 function pendingInsert(ctx: ServiceCtx, entry: AuditEntry) {
@@ -97,7 +97,7 @@ function pendingInsert(ctx: ServiceCtx, entry: AuditEntry) {
     createdAt: new Date(ctx.clock.now().getTime()),
   };
   const insert = sendStatement(ctx.db, PENDING_INSERT_SQL, [
-    r.id, r.chainId, r.organizationId, r.action, r.resourceType, r.resourceId, r.userId, r.actorType, JSON.stringify(r.details),
+    r.id, r.chainId, r.organizationId, r.action, r.resourceType, r.resourceId, r.userId, r.actorType, canonicalJson(r.details),
     r.ipAddress, r.userAgent, r.requestId, r.createdAt.toISOString(),
   ]);
   return { record: r, insert };

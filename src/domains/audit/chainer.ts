@@ -1,8 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../../db/client.js';
-import { canonicalJson, GENESIS_HASH, hashAuditRecord, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH, hashAuditRecordWithDetailsText, type AuditFieldsBesideDetails } from '../../lib/audit/canonical.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
+import { isoTimestampSql, pgArrayLiteral } from '../../lib/sql.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
 import { writeCheckpoint } from './chain.js';
 
@@ -17,8 +18,8 @@ export interface AuditChainerOptions {
   batchSize?: number;
 }
 
-/** A pending row as the driver returns it from DELETE … RETURNING: the hashed fields but its place in the chain. */
-type PendingRow = Omit<HashedAuditFields, 'seq' | 'previous_hash' | 'created_at'> & { created_at: Date | string };
+/** A pending row as the chainer reads it: the hashed fields but its place in the chain, details as stored text. */
+type PendingRow = Omit<AuditFieldsBesideDetails, 'seq' | 'previous_hash'> & { details: string };
 
 /** Pause between passes that found records, so that under load each pass carries many. */
 const GATHER_MS = 5;
@@ -159,8 +160,10 @@ export class AuditChainer {
   }
 
   /**
-   * One transaction, two statements between BEGIN and COMMIT (round trips are what a pass costs): take the
-   * batch and lock its chains' heads, then insert the chained records and move the heads.
+   * One transaction, two statements between BEGIN and COMMIT (round trips are what a pass costs): lock the
+   * batch and its chains' heads and read them, then move the rows into audit_records and the heads forward.
+   * The second statement copies each record from its pending row inside PostgreSQL; only what the service
+   * computed (seq and the two hashes) travels back, as array parameters.
    */
   private chainBatchOnce(waitForLocked: boolean): Promise<number> {
     // Rows are locked in id order and heads after them in chain order, so two passes cannot deadlock.
@@ -168,14 +171,14 @@ export class AuditChainer {
     return this.o.db.transaction(async (tx) => {
       const rows = rowsOf<PendingRow & { head_seq: string | number | null; head_hash: string | null }>(
         await tx.execute(sql`
-          with moved as (
-            delete from audit_pending where id in (select id from audit_pending order by id limit ${this.batchSize} ${lock})
-            returning id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type, details, ip_address,
-                      user_agent, request_id, created_at
+          with batch as (
+            select id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type, details::text as details,
+                   ip_address, user_agent, request_id, ${sql.raw(isoTimestampSql('created_at'))} as created_at
+            from audit_pending order by id limit ${this.batchSize} ${lock}
           ), heads as (
-            select chain_id, seq, hash from audit_chain_heads where chain_id in (select chain_id from moved) order by chain_id for update
+            select chain_id, seq, hash from audit_chain_heads where chain_id in (select chain_id from batch) order by chain_id for update
           )
-          select moved.*, heads.seq as head_seq, heads.hash as head_hash from moved left join heads using (chain_id)`),
+          select batch.*, heads.seq as head_seq, heads.hash as head_hash from batch left join heads using (chain_id)`),
       );
       if (rows.length === 0) return 0;
       rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -184,9 +187,16 @@ export class AuditChainer {
         if (!head.has(r.chain_id)) head.set(r.chain_id, { seq: r.head_seq === null ? 0 : Number(r.head_seq), hash: r.head_hash ?? GENESIS_HASH });
       }
       const checkpoints: { chainId: string; seq: number; hash: string }[] = [];
-      const chained = rows.map((r) => {
+      const ids: string[] = [];
+      const seqs: number[] = [];
+      const previousHashes: string[] = [];
+      const currentHashes: string[] = [];
+      const rewrittenDetails: (string | null)[] = new Array<string | null>(rows.length).fill(null);
+      for (const r of rows) {
         const h = head.get(r.chain_id)!;
-        const fields: HashedAuditFields = {
+        const details = canonicalDetailsText(r.details);
+        if (details !== r.details) rewrittenDetails[ids.length] = details;
+        const fields: AuditFieldsBesideDetails = {
           chain_id: r.chain_id,
           seq: h.seq + 1,
           previous_hash: h.hash,
@@ -197,37 +207,58 @@ export class AuditChainer {
           resource_id: r.resource_id,
           user_id: r.user_id,
           actor_type: r.actor_type,
-          details: r.details,
           ip_address: r.ip_address,
           user_agent: r.user_agent,
           request_id: r.request_id,
-          created_at: (r.created_at instanceof Date ? r.created_at : new Date(r.created_at)).toISOString(),
+          created_at: r.created_at,
         };
-        // audit_records.details keeps exactly the canonical text the hash covers (json, not jsonb).
-        const details = canonicalJson(fields.details);
-        const currentHash = hashAuditRecord(fields, details);
+        const currentHash = hashAuditRecordWithDetailsText(fields, details);
+        ids.push(r.id);
+        seqs.push(fields.seq);
+        previousHashes.push(h.hash);
+        currentHashes.push(currentHash);
         h.seq = fields.seq;
         h.hash = currentHash;
         if (fields.seq % this.o.checkpointEvery === 0) checkpoints.push({ chainId: r.chain_id, seq: fields.seq, hash: currentHash });
-        return { ...fields, details, current_hash: currentHash };
-      });
-      const moved = [...head].map(([chain_id, h]) => ({ chain_id, seq: h.seq, hash: h.hash }));
-      // JSON parameters: the statement text never changes with the batch, so it is prepared once.
-      await tx.execute(sql`
-        with chained as (
-          insert into audit_records (id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
-                                     ip_address, user_agent, request_id, created_at, previous_hash, current_hash)
-          select id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details::json,
-                 ip_address, user_agent, request_id, created_at, previous_hash, current_hash
-          from json_to_recordset(${JSON.stringify(chained)}::json) as v(id uuid, chain_id text, seq bigint, organization_id uuid,
-            action text, resource_type text, resource_id text, user_id uuid, actor_type text, details text, ip_address text,
-            user_agent text, request_id text, created_at timestamptz, previous_hash text, current_hash text)
-        )
-        insert into audit_chain_heads (chain_id, seq, hash)
-        select chain_id, seq, hash from json_to_recordset(${JSON.stringify(moved)}::json) as v(chain_id text, seq bigint, hash text)
-        on conflict (chain_id) do update set seq = excluded.seq, hash = excluded.hash`);
+      }
+      const chains = [...head.keys()];
+      const [result] = rowsOf<{ chained: number; rewritten: number }>(
+        await tx.execute(sql`
+          with moved as (
+            delete from audit_pending where id = any(${pgArrayLiteral(ids)}::uuid[]) returning *
+          ), chained as (
+            insert into audit_records (id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
+                                       ip_address, user_agent, request_id, created_at, previous_hash, current_hash)
+            select m.id, m.chain_id, v.seq, m.organization_id, m.action, m.resource_type, m.resource_id, m.user_id, m.actor_type, coalesce(v.details::json, m.details),
+                   m.ip_address, m.user_agent, m.request_id, m.created_at, v.previous_hash, v.current_hash
+            from moved m
+            join unnest(${pgArrayLiteral(ids)}::uuid[], ${pgArrayLiteral(seqs)}::bigint[], ${pgArrayLiteral(previousHashes)}::text[],
+                        ${pgArrayLiteral(currentHashes)}::text[], ${pgArrayLiteral(rewrittenDetails)}::text[])
+                 as v(id, seq, previous_hash, current_hash, details) using (id)
+            returning 1
+          ), moved_heads as (
+            insert into audit_chain_heads (chain_id, seq, hash)
+            select * from unnest(${pgArrayLiteral(chains)}::text[], ${pgArrayLiteral(chains.map((c) => head.get(c)!.seq))}::bigint[],
+                                 ${pgArrayLiteral(chains.map((c) => head.get(c)!.hash))}::text[])
+            on conflict (chain_id) do update set seq = excluded.seq, hash = excluded.hash
+            returning 1
+          )
+          select (select count(*) from chained)::int as chained, (select count(*) from moved_heads)::int as rewritten`),
+      );
+      // The rows are locked by this transaction, so every one of them is there to move.
+      if (result?.chained !== rows.length) throw new Error(`audit chainer moved ${result?.chained} of ${rows.length} locked pending records`);
       for (const c of checkpoints) await writeCheckpoint(tx, this.o.signer, c, this.o.clock.now());
       return rows.length;
     });
   }
+}
+
+/**
+ * The canonical text of a pending record's details. appendAudit stores canonicalJson's text; rows written
+ * before migration 0007 hold jsonb's rendering, which puts a space after every member name (`"key": value`)
+ * where canonical text has none outside strings. Such text is parsed and canonicalised; re-canonicalising a
+ * canonical text that merely contains `": ` inside a string gives the same text back.
+ */
+export function canonicalDetailsText(stored: string): string {
+  return stored.includes('": ') ? canonicalJson(JSON.parse(stored)) : stored;
 }

@@ -70,34 +70,51 @@ export const sha256Hex = oneShot ? (text: string) => oneShot('sha256', text, 'he
 const HASHED_KEYS = 15;
 const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
 
-/**
- * canonicalJson(fields) for a well-formed record, without sorting: the keys of HashedAuditFields in their
- * canonical order. `detailsJson`, when given, must be canonicalJson(f.details), computed once by a caller
- * that stores it too (the chainer). Anything else (extra or missing keys, odd types, as in a tampered export line) takes the
- * generic path, so the bytes hashed are always exactly canonicalJson's.
- */
-export function canonicalAuditRecord(f: HashedAuditFields, detailsJson?: string): string {
-  if (
-    Object.keys(f).length !== HASHED_KEYS ||
-    typeof f.seq !== 'number' || typeof f.chain_id !== 'string' || typeof f.previous_hash !== 'string' || typeof f.id !== 'string' ||
-    typeof f.action !== 'string' || typeof f.resource_type !== 'string' || typeof f.actor_type !== 'string' || typeof f.created_at !== 'string' ||
-    (f.organization_id !== null && typeof f.organization_id !== 'string') || (f.resource_id !== null && typeof f.resource_id !== 'string') ||
-    (f.user_id !== null && typeof f.user_id !== 'string') || (f.ip_address !== null && typeof f.ip_address !== 'string') ||
-    (f.user_agent !== null && typeof f.user_agent !== 'string') || (f.request_id !== null && typeof f.request_id !== 'string') ||
-    f.details === null || typeof f.details !== 'object'
-  ) {
-    return canonicalJson(f);
-  }
+/** The hashed fields but details, whose canonical text a caller already has. */
+export type AuditFieldsBesideDetails = Omit<HashedAuditFields, 'details'>;
+
+/** Every field but details has the type HashedAuditFields gives it (as rows from audit tables do). */
+function wellFormed(f: AuditFieldsBesideDetails, keys: number): boolean {
+  return (
+    Object.keys(f).length === keys &&
+    typeof f.seq === 'number' && typeof f.chain_id === 'string' && typeof f.previous_hash === 'string' && typeof f.id === 'string' &&
+    typeof f.action === 'string' && typeof f.resource_type === 'string' && typeof f.actor_type === 'string' && typeof f.created_at === 'string' &&
+    (f.organization_id === null || typeof f.organization_id === 'string') && (f.resource_id === null || typeof f.resource_id === 'string') &&
+    (f.user_id === null || typeof f.user_id === 'string') && (f.ip_address === null || typeof f.ip_address === 'string') &&
+    (f.user_agent === null || typeof f.user_agent === 'string') && (f.request_id === null || typeof f.request_id === 'string')
+  );
+}
+
+/** canonicalJson of a well-formed record, without sorting: the keys of HashedAuditFields in their canonical order. */
+function joinCanonical(f: AuditFieldsBesideDetails, detailsJson: string): string {
   return (
     '{"action":' + q(f.action) + ',"actor_type":' + q(f.actor_type) + ',"chain_id":' + q(f.chain_id) + ',"created_at":' + q(f.created_at) +
-    ',"details":' + (detailsJson ?? canonicalJson(f.details)) + ',"id":' + q(f.id) + ',"ip_address":' + q(f.ip_address) + ',"organization_id":' + q(f.organization_id) +
+    ',"details":' + detailsJson + ',"id":' + q(f.id) + ',"ip_address":' + q(f.ip_address) + ',"organization_id":' + q(f.organization_id) +
     ',"previous_hash":' + q(f.previous_hash) + ',"request_id":' + q(f.request_id) + ',"resource_id":' + q(f.resource_id) +
     ',"resource_type":' + q(f.resource_type) + ',"seq":' + canonicalJson(f.seq) + ',"user_agent":' + q(f.user_agent) + ',"user_id":' + q(f.user_id) + '}'
   );
 }
 
-export function hashAuditRecord(fields: HashedAuditFields, detailsJson?: string): string {
-  return sha256Hex(canonicalAuditRecord(fields, detailsJson));
+/**
+ * canonicalJson(fields), fast for a well-formed record. Anything else (extra or missing keys, odd types, as
+ * in a tampered export line) takes the generic path, so the bytes hashed are always exactly canonicalJson's.
+ */
+export function canonicalAuditRecord(f: HashedAuditFields): string {
+  if (!wellFormed(f, HASHED_KEYS) || f.details === null || typeof f.details !== 'object') return canonicalJson(f);
+  return joinCanonical(f, canonicalJson(f.details));
+}
+
+export function hashAuditRecord(fields: HashedAuditFields): string {
+  return sha256Hex(canonicalAuditRecord(fields));
+}
+
+/**
+ * hashAuditRecord for a record whose details the caller holds as their canonical text (the chainer, which
+ * stores that text as it is): the text is placed as given, so it must be canonicalJson of the details.
+ */
+export function hashAuditRecordWithDetailsText(fields: AuditFieldsBesideDetails, detailsJson: string): string {
+  if (!wellFormed(fields, HASHED_KEYS - 1)) return sha256Hex(canonicalJson({ ...fields, details: JSON.parse(detailsJson) as unknown }));
+  return sha256Hex(joinCanonical(fields, detailsJson));
 }
 
 export interface CheckpointStatement {
