@@ -31,6 +31,7 @@
  *   BENCH_ROUNDS        interleaved rounds (default 2)
  *   BENCH_TARGETS       comma list among rest,trpc,raw,projects-member,projects-admin (default all five)
  *   BENCH_CPU_PROF      a directory: run both servers with --cpu-prof, profiles written there on exit
+ *   BENCH_NODE_ARGS     extra node flags for the service, space-separated (e.g. --trace-gc, which NODE_OPTIONS refuses)
  *                       (summarise with `npx tsx bench/profile-summary.ts <file.cpuprofile>`)
  *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
  *   BENCH_MIN_RATIO     the target ratio (default 0.9)
@@ -81,6 +82,7 @@ const settings = {
   minRatio: envNumber('BENCH_MIN_RATIO', 0.9, 0),
   enforce: process.env.BENCH_ENFORCE === '1' || process.env.BENCH_ENFORCE === 'true',
   cpuProfDir: process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined,
+  serviceNodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
   rawPrepare: process.env.BENCH_RAW_PREPARE !== 'false',
   keepDb: process.env.BENCH_KEEP_DB === '1',
   loadGenerator: loadGeneratorSetting(),
@@ -161,6 +163,7 @@ interface Child {
 /** Scripts ending in .ts run under tsx; the service runs as `npm start` runs it, from its bundle. */
 function startChild(name: string, script: string, env: Record<string, string>): Child {
   const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
+  if (name === 'service') nodeArgs.push(...settings.serviceNodeArgs);
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, name);
     mkdirSync(dir, { recursive: true });
@@ -265,6 +268,7 @@ interface Measurement {
   rps: number;
   p50: number;
   p99: number;
+  tail: LoadResult['tailMs'];
   requests: number;
   /** CPU time (user + system, all threads) the serving process spent per request, µs; undefined off Linux. */
   cpuUsPerReq?: number;
@@ -314,6 +318,8 @@ interface LoadResult {
   seconds: number;
   p50Ms: number;
   p99Ms: number;
+  /** The rest of the tail, for the per-round line: p90, p99.9 and the slowest answer. */
+  tailMs: { p90: number; p999: number; max: number };
   /** Empty when every answer was a 200; otherwise what went wrong, for the error message. */
   failures: string;
 }
@@ -339,6 +345,7 @@ function loadWithAutocannon(url: string, headers: Record<string, string>, durati
         seconds: r.duration,
         p50Ms: r.latency.p50,
         p99Ms: r.latency.p99,
+        tailMs: { p90: r.latency.p90, p999: r.latency.p99_9 ?? Number.NaN, max: r.latency.max },
         failures: failed ? `non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} (status codes ${detail || 'none'})` : '',
       });
     });
@@ -354,8 +361,9 @@ function loadWithAutocannon(url: string, headers: Record<string, string>, durati
 const WRK_SCRIPT = `
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('WRK_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+  io.write(string.format('WRK_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
 end
 `;
 
@@ -384,6 +392,7 @@ function loadWithWrk(url: string, headers: Record<string, string>, duration: num
         seconds: w.duration_us! / 1e6,
         p50Ms: w.p50_us! / 1000,
         p99Ms: w.p99_us! / 1000,
+        tailMs: { p90: w.p90_us! / 1000, p999: w.p999_us! / 1000, max: w.max_us! / 1000 },
         failures: errors + w.status! > 0 ? `non-2xx/3xx=${w.status} socket errors=${errors - w.timeout!} timeouts=${w.timeout}` : '',
       });
     });
@@ -700,6 +709,7 @@ async function main(): Promise<number> {
         rps: r.requests / r.seconds,
         p50: r.p50Ms,
         p99: r.p99Ms,
+        tail: r.tailMs,
         requests: r.requests,
         cpuUsPerReq: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.requests : undefined,
         dbCpuUsPerReq: dbUs === undefined ? undefined : dbUs / r.requests,
@@ -708,7 +718,8 @@ async function main(): Promise<number> {
       const cpu =
         (m.cpuUsPerReq === undefined ? '' : `  server CPU ${m.cpuUsPerReq.toFixed(0)} µs/req`) +
         (m.dbCpuUsPerReq === undefined ? '' : `  db CPU ${m.dbCpuUsPerReq.toFixed(0)} µs/req`);
-      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(1)} ms  p99 ${m.p99.toFixed(1)} ms${cpu}  (${m.requests} × 200, ${connections} conns)`);
+      const tail = `(p90 ${m.tail.p90.toFixed(1)}, p99.9 ${m.tail.p999.toFixed(1)}, max ${m.tail.max.toFixed(0)})`;
+      phase(`${tag} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(1)} ms  p99 ${m.p99.toFixed(1)} ms ${tail}${cpu}  (${m.requests} × 200, ${connections} conns)`);
     }
   }
 
