@@ -222,17 +222,18 @@ export class AuditChainer {
         if (fields.seq % this.o.checkpointEvery === 0) checkpoints.push({ chainId: r.chain_id, seq: fields.seq, hash: currentHash });
       }
       const chains = [...head.keys()];
-      const [result] = rowsOf<{ chained: number; rewritten: number }>(
+      const idList = pgArrayLiteral(ids);
+      const [result] = rowsOf<{ chained: number }>(
         await tx.execute(sql`
           with moved as (
-            delete from audit_pending where id = any(${pgArrayLiteral(ids)}::uuid[]) returning *
+            delete from audit_pending where id = any(${idList}::uuid[]) returning *
           ), chained as (
             insert into audit_records (id, chain_id, seq, organization_id, action, resource_type, resource_id, user_id, actor_type, details,
                                        ip_address, user_agent, request_id, created_at, previous_hash, current_hash)
             select m.id, m.chain_id, v.seq, m.organization_id, m.action, m.resource_type, m.resource_id, m.user_id, m.actor_type, coalesce(v.details::json, m.details),
                    m.ip_address, m.user_agent, m.request_id, m.created_at, v.previous_hash, v.current_hash
             from moved m
-            join unnest(${pgArrayLiteral(ids)}::uuid[], ${pgArrayLiteral(seqs)}::bigint[], ${pgArrayLiteral(previousHashes)}::text[],
+            join unnest(${idList}::uuid[], ${pgArrayLiteral(seqs)}::bigint[], ${pgArrayLiteral(previousHashes)}::text[],
                         ${pgArrayLiteral(currentHashes)}::text[], ${pgArrayLiteral(rewrittenDetails)}::text[])
                  as v(id, seq, previous_hash, current_hash, details) using (id)
             returning 1
@@ -241,9 +242,8 @@ export class AuditChainer {
             select * from unnest(${pgArrayLiteral(chains)}::text[], ${pgArrayLiteral(chains.map((c) => head.get(c)!.seq))}::bigint[],
                                  ${pgArrayLiteral(chains.map((c) => head.get(c)!.hash))}::text[])
             on conflict (chain_id) do update set seq = excluded.seq, hash = excluded.hash
-            returning 1
           )
-          select (select count(*) from chained)::int as chained, (select count(*) from moved_heads)::int as rewritten`),
+          select count(*)::int as chained from chained`),
       );
       // The rows are locked by this transaction, so every one of them is there to move.
       if (result?.chained !== rows.length) throw new Error(`audit chainer moved ${result?.chained} of ${rows.length} locked pending records`);
