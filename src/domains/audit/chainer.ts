@@ -259,6 +259,6 @@ export class AuditChainer {
  * where canonical text has none outside strings. Such text is parsed and canonicalised; re-canonicalising a
  * canonical text that merely contains `": ` inside a string gives the same text back.
  */
-export function canonicalDetailsText(stored: string): string {
+function canonicalDetailsText(stored: string): string {
   return stored.includes('": ') ? canonicalJson(JSON.parse(stored)) : stored;
 }
