@@ -31,8 +31,8 @@
  *   BENCH_ROUNDS        interleaved rounds (default 2)
  *   BENCH_TARGETS       comma list among rest,trpc,raw,projects-member,projects-admin (default all five)
  *   BENCH_CPU_PROF      a directory: run both servers with --cpu-prof, profiles written there on exit
- *   BENCH_NODE_ARGS     extra node flags for the service, space-separated (e.g. --trace-gc, which NODE_OPTIONS refuses)
  *                       (summarise with `npx tsx bench/profile-summary.ts <file.cpuprofile>`)
+ *   BENCH_NODE_ARGS     extra node flags for the service, space-separated (e.g. --trace-gc, which NODE_OPTIONS refuses)
  *   BENCH_RAW_PREPARE   false: the raw server sends unnamed (unprepared) statements, as drizzle does
  *   BENCH_MIN_RATIO     the target ratio (default 0.9)
  *   BENCH_LOAD          wrk or autocannon (default: wrk when installed — Debian package wrk — else autocannon)
