@@ -100,6 +100,27 @@ describe('visibility', () => {
     expect(batch.body[0]).toEqual(single.body);
   });
 
+  it('the stored representation a page is read from follows every change: update, delete, and SQL that bypasses the service', async () => {
+    const owner = await t.createOrganization();
+    const made = await create(owner.admin.token, { description: 'before' });
+    const listed = async (status = 'active') =>
+      (await t.request('GET', `/projects?limit=100&status=${status}`, { token: owner.admin.token })).body.items.find((p: any) => p.id === made.body.id);
+    const updated = await t.request('PUT', `/projects/${made.body.id}`, {
+      token: owner.admin.token,
+      body: { name: `Renamed "${Date.now()}"`, settings: { environment: 'production', tags: [{ name: 'ünï', color: '#000000' }] } },
+    });
+    expect(updated.status).toBe(200);
+    expect(await listed()).toEqual(updated.body);
+    expect(updated.body).toEqual((await t.request('GET', `/projects/${made.body.id}`, { token: owner.admin.token })).body);
+
+    await t.deps.db.update(projectsTable).set({ description: 'changed \\ by SQL\n', version: 7 }).where(eq(projectsTable.id, made.body.id));
+    expect(await listed()).toEqual({ ...updated.body, description: 'changed \\ by SQL\n', version: 7 });
+
+    expect((await t.request('DELETE', `/projects/${made.body.id}`, { token: owner.admin.token })).status).toBe(200);
+    const deleted = await listed('deleted');
+    expect(deleted).toMatchObject({ id: made.body.id, status: 'deleted', version: 8 });
+  });
+
   it('a project the caller cannot see answers 404: another member’s, another organisation’s', async () => {
     const theirs = await create(dev2.token);
     expect((await t.request('GET', `/projects/${theirs.body.id}`, { token: dev.token })).status).toBe(404);

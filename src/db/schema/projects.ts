@@ -34,6 +34,12 @@ export const projects = pgTable(
     version: integer().notNull().default(1),
     ...timestamps,
     deletedAt: timestamp({ withTimezone: true, mode: 'date' }),
+    /**
+     * The project as GET /projects shows it (ProjectDto as JSON text), kept by the trigger `projects_dto_json`
+     * on every insert and update (migration 0008), so a page is read without formatting a field. The default is
+     * never stored: the trigger replaces it.
+     */
+    dtoJson: text().notNull().default(''),
   },
   (t) => [
     // Names are unique per organisation among active projects, case-insensitively.

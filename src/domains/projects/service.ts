@@ -7,7 +7,7 @@ import type { JsonText } from '../../lib/json-text.js';
 import { isOrganizationAdmin } from '../../lib/permissions.js';
 import { appendAudit } from '../audit/chain.js';
 import { inTransaction, type ActorCtx } from '../service-ctx.js';
-import { isoTimestampSql, likePattern } from '../../lib/sql.js';
+import { likePattern } from '../../lib/sql.js';
 import type { ProjectAccess } from './access.js';
 import {
   toMemberDto,
@@ -33,36 +33,26 @@ const projectSnapshot = (p: ProjectRow) => ({ name: p.name, description: p.descr
 const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 /**
- * A project as the API shows it (ProjectDto, fields in its order), serialised by PostgreSQL from `p`: the page
- * goes out as this text, never decoded into objects (JsonText). concat(), because on PostgreSQL 15 it adds
- * about 3 µs a row to selecting the columns, where json_build_object or a chain of || add 5–8. to_json escapes
- * the two free-text fields; no other field can hold a character that needs escaping, none is null, and
- * settings is jsonb.
- */
-const PROJECT_DTO_JSON = `concat('{"id":"', p.id, '","name":', to_json(p.name), ',"description":', to_json(p.description),
-  ',"organization_id":"', p.organization_id, '","owner_id":"', p.owner_id, '","settings":', p.settings,
-  ',"status":"', p.status, '","version":', p.version,
-  ',"created_at":"', ${isoTimestampSql('p.created_at')}, '","updated_at":"', ${isoTimestampSql('p.updated_at')}, '"}') as json, p.id`;
-
-/**
  * Organisation admins list every project of their organisation; everyone else the projects they are a member
- * of. Both are keyset pages on id (UUIDv7, newest first) read from an index: (organization_id, status, id)
- * for admins; for members (user_id, project_id), then each project by its id. The member page looks
+ * of. Each item is the project's stored API representation (`projects.dto_json`, kept by a trigger): the page
+ * goes out as that text, never decoded into objects (JsonText). Both are keyset pages on id (UUIDv7, newest
+ * first) read from an index: (organization_id, status, id) for admins; for members (user_id, project_id), then
+ * each project by its id. The member page looks
  * each project up in a LATERAL subquery fenced with OFFSET 0 so that the plan cannot become a merge join
  * walking every project of the organisation: PostgreSQL caches a generic plan for a prepared statement after
  * five runs, and for a plain join that plan was the merge join (test/projects-plan.test.ts checks both plans,
  * generic ones included).
  */
 const PROJECT_PAGE_SQL = {
-  admin: `select ${PROJECT_DTO_JSON}
+  admin: `select p.dto_json as json, p.id
 from projects p
 where p.organization_id = $1 and p.status = $2 and p.id < $3 and ($5::text is null or p.name ilike $5)
 order by p.id desc
 limit $4`,
-  member: `select ${PROJECT_DTO_JSON}
+  member: `select p.dto_json as json, p.id
 from project_members m
 cross join lateral (
-  select * from projects p
+  select p.id, p.dto_json from projects p
   where p.id = m.project_id and p.organization_id = $1 and p.status = $2 and ($5::text is null or p.name ilike $5)
   offset 0
 ) p
