@@ -6,7 +6,7 @@ import { openDatabase } from '../src/db/client.js';
  * Database.query's short reads have a postgres.js pool of their own, which no transaction holds; reads of
  * unbounded cost ({ long: true }) use the main pool. PGlite has a single session, so this is a PostgreSQL
  * property, checked in the suite's PostgreSQL run (TEST_DATABASE_URL). So is the other thing the pools do for
- * every caller: preparing each statement, inside transactions too.
+ * every caller: preparing each statement, inside transactions too; and the read pool runs generic plans.
  */
 const url = process.env.TEST_DATABASE_URL;
 
@@ -59,6 +59,27 @@ describe.runIf(url)('prepared statements (PostgreSQL)', () => {
       });
       const marks = inside.map((r) => r.statement.match(/prepared-mark-(\w+)/)?.[1]).sort();
       expect(marks).toEqual(['pool', 'savepoint', 'transaction']);
+    } finally {
+      await database.close();
+    }
+  });
+});
+
+describe.runIf(url)('generic plans for short reads (PostgreSQL)', () => {
+  it('a short read runs its statement’s generic plan from the first execution and is never planned again; the main pool still chooses', async () => {
+    const database = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    const plansOf = async (long: boolean) =>
+      database.query<{ generic_plans: string; custom_plans: string }>(
+        `select generic_plans, custom_plans from pg_prepared_statements where statement like $1 and statement not like '%pg_prepared_statements%'`,
+        ['%plan-mark%'],
+        { long },
+      );
+    try {
+      for (let i = 0; i < 8; i++) await database.query('select $1::int as n -- plan-mark', [i]);
+      for (let i = 0; i < 8; i++) await database.query('select $1::int as n -- plan-mark', [i], { long: true });
+      expect(await plansOf(false)).toEqual([{ generic_plans: '8', custom_plans: '0' }]);
+      // Left to choose, PostgreSQL plans the first five runs for their values.
+      expect(await plansOf(true)).toEqual([{ generic_plans: '3', custom_plans: '5' }]);
     } finally {
       await database.close();
     }

@@ -36,7 +36,11 @@ export interface Database {
    * the main pool gives each its own idle connection, one write and one backend wake-up apiece
    * (bench/RESULTS.md). Reads whose cost is not bounded (a search that may scan) pass `{ long: true }` and
    * use the main pool, so they never hold up the short ones queued behind them. Prepared once per
-   * connection. Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers,
+   * connection, and the short-read connections use the statement's generic plan from the first run
+   * (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL 15 kept planning the project pages
+   * afresh on every run, which cost as much as running them (35 µs of an admin page's 60, 70 of a member's
+   * 140; bench/RESULTS.md). Only fixed statements with bounded, index-driven plans go here, and
+   * test/projects-plan.test.ts checks their generic plans. Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers,
    * json/jsonb parsed; format timestamps in SQL, since the two drivers decode those differently.
    */
   query<T>(text: string, params: unknown[], options?: { long?: boolean }): Promise<T[]>;
@@ -81,7 +85,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
-    const reader = postgres(config.url, { max: config.readPoolSize ?? 1, onnotice: () => {} });
+    const reader = postgres(config.url, { max: config.readPoolSize ?? 1, onnotice: () => {}, connection: { plan_cache_mode: 'force_generic_plan' } });
     if (config.preparedStatements) preparedByDefault(client);
     const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db;
     const url = new URL(config.url);
