@@ -39,8 +39,14 @@ export function toPage<R extends { id: string }, D>(rows: R[], limit: number, ma
   return { items: page.map(map), next_cursor: nextCursor };
 }
 
-/** toPage for rows that PostgreSQL serialised as the items' JSON: the page goes out as text (JsonText). */
+/**
+ * toPage for rows that PostgreSQL serialised as the items' JSON: the page goes out as text (JsonText). A loop
+ * rather than trimPage: slicing the driver's result (an Array subclass) constructs another result object.
+ */
 export function toJsonTextPage<T>(rows: { id: string; json: string }[], limit: number): JsonText<T> {
-  const { page, nextCursor } = trimPage(rows, limit);
-  return new JsonText(`{"items":[${page.map((r) => r.json).join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+  const count = Math.min(rows.length, limit);
+  const items = new Array<string>(count);
+  for (let i = 0; i < count; i++) items[i] = rows[i]!.json;
+  const nextCursor = rows.length > limit ? `"${encodeCursor(rows[limit - 1]!.id)}"` : 'null';
+  return new JsonText(`{"items":[${items.join(',')}],"next_cursor":${nextCursor}}`);
 }
