@@ -44,15 +44,23 @@ export async function invokeProcedure(procedure: AnyProcedure, call: { ctx: obje
 
 async function runMiddleware(def: ProcedureDef, index: number, opts: MiddlewareOptions): Promise<MiddlewareResult> {
   try {
+    // Object literals of one fixed shape, not spreads: each call builds two of these per middleware.
     return await def.middlewares[index]!({
-      ...opts,
+      ctx: opts.ctx,
+      type: opts.type,
+      path: opts.path,
+      input: opts.input,
+      getRawInput: opts.getRawInput,
+      signal: opts.signal,
       meta: def.meta,
       next: (next) =>
         runMiddleware(def, index + 1, {
-          ...opts,
           ctx: next?.ctx ? { ...opts.ctx, ...next.ctx } : opts.ctx,
+          type: opts.type,
+          path: opts.path,
           input: next && 'input' in next ? next.input : opts.input,
           getRawInput: next?.getRawInput ?? opts.getRawInput,
+          signal: opts.signal,
         }),
     });
   } catch (cause) {
