@@ -34,6 +34,7 @@
  *   BENCH_CPU_PROF       a directory: run the verify/export children with --cpu-prof, profiles written there
  *   BENCH_ENFORCE        1: exit 1 when a target is missed (a correctness failure always exits 1)
  *   BENCH_WAIT_QUIET     seconds to wait at start for other processes to leave the CPU alone (default 60)
+ *   BENCH_KEEP_DB        1: keep the bench database at the end, for EXPLAIN and experiments
  *   BENCH_RETRIES        measure a phase again when other processes disturbed it, up to this often (default 2)
  *
  * Every measured phase also reports where the machine's CPU went (bench, PostgreSQL, other processes);
@@ -471,6 +472,7 @@ async function main() {
   phase(`created database ${dbName}`);
   onCleanup(`drop database ${dbName}`, async () => {
     for (const c of children) c.kill('SIGKILL');
+    if (process.env.BENCH_KEEP_DB === '1') return phase(`kept database ${dbName} (BENCH_KEEP_DB)`);
     await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
     phase(`dropped database ${dbName}`);
   });
