@@ -472,7 +472,10 @@ async function main() {
   phase(`created database ${dbName}`);
   onCleanup(`drop database ${dbName}`, async () => {
     for (const c of children) c.kill('SIGKILL');
-    if (process.env.BENCH_KEEP_DB === '1') return phase(`kept database ${dbName} (BENCH_KEEP_DB)`);
+    if (process.env.BENCH_KEEP_DB === '1') {
+      phase(`kept database ${dbName} (BENCH_KEEP_DB)`);
+      return;
+    }
     await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
     phase(`dropped database ${dbName}`);
   });
