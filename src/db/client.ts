@@ -40,8 +40,9 @@ export interface Database {
    * (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL 15 kept planning the project pages
    * afresh on every run, which cost as much as running them (35 µs of an admin page's 60, 70 of a member's
    * 140; bench/RESULTS.md). Only fixed statements with bounded, index-driven plans go here, and
-   * test/projects-plan.test.ts checks their generic plans. Rows come as both drivers decode them alike: text and uuid as strings, int4 as numbers,
-   * json/jsonb parsed; format timestamps in SQL, since the two drivers decode those differently.
+   * test/projects-plan.test.ts checks their generic plans. Rows come as both drivers decode them alike:
+   * text and uuid as strings, int4 as numbers, json/jsonb parsed; format timestamps in SQL, since the two
+   * drivers decode those differently.
    */
   query<T>(text: string, params: unknown[], options?: { long?: boolean }): Promise<T[]>;
   /**
