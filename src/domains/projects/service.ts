@@ -37,11 +37,10 @@ const AFTER_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
  * of. Each item is the project's stored API representation (`projects.dto_json`, kept by a trigger): the page
  * goes out as that text, never decoded into objects (JsonText). Both are keyset pages on id (UUIDv7, newest
  * first) read from an index: (organization_id, status, id) for admins; for members (user_id, project_id), then
- * each project by its id. The member page looks
- * each project up in a LATERAL subquery fenced with OFFSET 0 so that the plan cannot become a merge join
- * walking every project of the organisation: PostgreSQL caches a generic plan for a prepared statement after
- * five runs, and for a plain join that plan was the merge join (test/projects-plan.test.ts checks both plans,
- * generic ones included).
+ * each project by its id. The member page looks each project up in a LATERAL subquery fenced with OFFSET 0 so
+ * that the plan cannot become a merge join walking every project of the organisation: the read pool runs a
+ * statement's generic plan, and for a plain join that plan was the merge join (test/projects-plan.test.ts
+ * checks both plans, generic ones included).
  */
 const PROJECT_PAGE_SQL = {
   admin: `select p.dto_json as json, p.id
