@@ -8,6 +8,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Deps } from './deps.js';
 import { AppError, fieldErrorsFromIssues, forbidden, problem } from './lib/errors.js';
+import { createAccessLogger } from './lib/logger.js';
 import { roleHas } from './lib/permissions.js';
 import { ExportInput, exportAudit } from './domains/audit/export.js';
 import { oauthCallback, oauthStart } from './domains/auth/keycloak.js';
@@ -72,6 +73,7 @@ export function createApp(deps: Deps) {
   const handleRest = createRestHandler(appRouter);
   const handleFastQuery = createFastQueryHandler(appRouter);
   const assetCache = new Map<string, Uint8Array<ArrayBuffer>>();
+  const logRequest = createAccessLogger(deps.log);
 
   app.use(async (c, next) => {
     const incoming = c.req.header('x-request-id');
@@ -84,10 +86,7 @@ export function createApp(deps: Deps) {
     // On the finished response itself: c.header() here would rebuild the response.
     c.res.headers.set('x-request-id', requestId);
     c.res.headers.set('x-content-type-options', 'nosniff');
-    log.info(
-      { method: c.req.method, path: c.req.path, status: c.res.status, duration_ms: Math.round((performance.now() - started) * 10) / 10 },
-      'request',
-    );
+    logRequest({ request_id: requestId, method: c.req.method, path: c.req.path, status: c.res.status, duration_ms: Math.round((performance.now() - started) * 10) / 10 });
   });
 
   const limitBody = bodyLimit({
