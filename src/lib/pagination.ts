@@ -27,26 +27,24 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   return id;
 }
 
-/** Callers fetch limit + 1 rows; this trims the extra one and derives next_cursor from the last item. */
-function trimPage<R extends { id: string }>(rows: R[], limit: number) {
-  const hasMore = rows.length > limit;
-  const page = hasMore ? rows.slice(0, limit) : rows;
-  return { page, nextCursor: hasMore ? encodeCursor(page[page.length - 1]!.id) : null };
+/**
+ * Callers fetch limit + 1 rows; this maps the first `limit` and derives next_cursor from the last of them. A loop
+ * into a plain array: slice() and map() on the driver's result, an Array subclass, construct another result.
+ */
+function trimPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
+  const count = Math.min(rows.length, limit);
+  const items = new Array<D>(count);
+  for (let i = 0; i < count; i++) items[i] = map(rows[i]!);
+  return { items, nextCursor: rows.length > limit ? encodeCursor(rows[limit - 1]!.id) : null };
 }
 
 export function toPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
-  const { page, nextCursor } = trimPage(rows, limit);
-  return { items: page.map(map), next_cursor: nextCursor };
+  const { items, nextCursor } = trimPage(rows, limit, map);
+  return { items, next_cursor: nextCursor };
 }
 
-/**
- * toPage for rows that PostgreSQL serialised as the items' JSON: the page goes out as text (JsonText). A loop
- * rather than trimPage: slicing the driver's result (an Array subclass) constructs another result object.
- */
+/** toPage for rows that PostgreSQL serialised as the items' JSON: the page goes out as text (JsonText). */
 export function toJsonTextPage<T>(rows: { id: string; json: string }[], limit: number): JsonText<T> {
-  const count = Math.min(rows.length, limit);
-  const items = new Array<string>(count);
-  for (let i = 0; i < count; i++) items[i] = rows[i]!.json;
-  const nextCursor = rows.length > limit ? `"${encodeCursor(rows[limit - 1]!.id)}"` : 'null';
-  return new JsonText(`{"items":[${items.join(',')}],"next_cursor":${nextCursor}}`);
+  const { items, nextCursor } = trimPage(rows, limit, (r) => r.json);
+  return new JsonText(`{"items":[${items.join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`);
 }
