@@ -85,3 +85,18 @@ describe.runIf(url)('generic plans for short reads (PostgreSQL)', () => {
     }
   });
 });
+
+describe.runIf(url)('rows of Database.query (PostgreSQL)', () => {
+  it('come as plain arrays, short and long reads alike, not as the driver’s Result (see detachRows)', async () => {
+    const database = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    try {
+      for (const long of [false, true]) {
+        const rows = await database.query<{ n: number }>('select n from generate_series(1, $1::int) n', [3], { long });
+        expect(Object.getPrototypeOf(rows)).toBe(Array.prototype);
+        expect(rows).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+      }
+    } finally {
+      await database.close();
+    }
+  });
+});
