@@ -75,9 +75,9 @@ export function sendStatement(db: DbOrTx, text: string, params: unknown[]): Prom
 }
 type DriverClient = Pick<import('postgres').Sql, 'unsafe'> | { query(text: string, params: unknown[]): Promise<unknown> };
 
-/** db.execute's rows: PGlite answers { rows }, postgres.js an array. */
+/** db.execute's rows: PGlite answers { rows }, postgres.js an array (its Result, emptied: see detachRows). */
 export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : ((result as { rows: T[] }).rows ?? [])) as T[];
+  return Array.isArray(result) ? detachRows<T>(result) : ((result as { rows: T[] }).rows ?? []);
 }
 
 export async function openDatabase(config: DatabaseConfig): Promise<Database> {
