@@ -6,7 +6,7 @@
  * One run on PostgreSQL:
  *
  *   1. creates a fresh database budapp_bench_<random> (dropped at the end, also on failure or Ctrl-C);
- *   2. builds the service's bundle and starts it as `npm start` does (dist/main.js, NODE_ENV=production), and
+ *   2. builds the service's bundle and starts it as `npm start` does (dist/main.js with the start script's node flags, NODE_ENV=production), and
  *      the raw server, as child processes;
  *   3. signs in as the super admin, creates one user to read, checks that all three targets answer the
  *      same JSON for that user;
@@ -160,9 +160,17 @@ interface Child {
   exited: Promise<number | null>;
 }
 
-/** Scripts ending in .ts run under tsx; the service runs as `npm start` runs it, from its bundle. */
+/** The node flags of package.json's start script (`node <flags> dist/main.js`): the bench runs what ships. */
+function startScriptFlags(): string[] {
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const words = start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`package.json's start script is not "node <flags> dist/main.js": ${start}`);
+  return words.slice(1, -1);
+}
+
+/** Scripts ending in .ts run under tsx; the service runs as `npm start` runs it, from its bundle, with its flags. */
 function startChild(name: string, script: string, env: Record<string, string>): Child {
-  const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
+  const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : startScriptFlags();
   if (name === 'service') nodeArgs.push(...settings.serviceNodeArgs);
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, name);
