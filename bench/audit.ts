@@ -60,7 +60,7 @@ import { inTransaction } from '../src/domains/service-ctx.js';
 import { eq, sql as dsql } from 'drizzle-orm';
 import { adminCtx, benchDeps, RESULT_PREFIX, type OrgAdmin } from './audit-common.js';
 import { seedChain } from './audit-seed.js';
-import { createCleanups, envNumber, formatCpu, startCpuMonitor, type CpuShare } from './common.js';
+import { createCleanups, envNumber, formatCpu, startCpuMonitor, startScriptFlags, type CpuShare } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -399,7 +399,8 @@ interface WorkerResult {
 
 /**
  * The verify/export child runs as the service does in production: bundled by esbuild (as `npm run build`
- * bundles src/main.ts) and started on plain node, so its memory is not the tsx loader's.
+ * bundles src/main.ts) and started on plain node with the start script's flags, so its memory is not the tsx
+ * loader's.
  */
 let workerBundle: string | undefined;
 async function buildWorker(): Promise<string> {
@@ -411,7 +412,7 @@ async function buildWorker(): Promise<string> {
 
 async function runWorker(mode: 'verify' | 'export', env: Record<string, string>): Promise<WorkerResult> {
   const script = await buildWorker();
-  const nodeArgs: string[] = [];
+  const nodeArgs = startScriptFlags(ROOT);
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, mode);
     mkdirSync(dir, { recursive: true });

@@ -1,5 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+
+/** The node flags of package.json's start script (`node <flags> dist/main.js`): benches run what ships. */
+export function startScriptFlags(root: string): string[] {
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const words = start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`package.json's start script is not "node <flags> dist/main.js": ${start}`);
+  return words.slice(1, -1);
+}
 
 /** A numeric environment variable with a default and a lower bound; anything else stops the bench. */
 export function envNumber(name: string, fallback: number, min: number): number {

@@ -52,7 +52,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { systemClock } from '../src/lib/clock.js';
 import { uuidV7Generator } from '../src/lib/ids.js';
-import { createCleanups, envNumber } from './common.js';
+import { createCleanups, envNumber, startScriptFlags } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -160,17 +160,9 @@ interface Child {
   exited: Promise<number | null>;
 }
 
-/** The node flags of package.json's start script (`node <flags> dist/main.js`): the bench runs what ships. */
-function startScriptFlags(): string[] {
-  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const words = start.trim().split(/\s+/);
-  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`package.json's start script is not "node <flags> dist/main.js": ${start}`);
-  return words.slice(1, -1);
-}
-
 /** Scripts ending in .ts run under tsx; the service runs as `npm start` runs it, from its bundle, with its flags. */
 function startChild(name: string, script: string, env: Record<string, string>): Child {
-  const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : startScriptFlags();
+  const nodeArgs = script.endsWith('.ts') ? ['--import', 'tsx'] : startScriptFlags(ROOT);
   if (name === 'service') nodeArgs.push(...settings.serviceNodeArgs);
   if (settings.cpuProfDir) {
     const dir = join(settings.cpuProfDir, name);
