@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { openDatabase } from '../src/db/client.js';
+import { openDatabase, rowsOf } from '../src/db/client.js';
 
 /**
  * Database.query's short reads have a postgres.js pool of their own, which no transaction holds; reads of
@@ -86,12 +86,16 @@ describe.runIf(url)('generic plans for short reads (PostgreSQL)', () => {
   });
 });
 
-describe.runIf(url)('rows of Database.query (PostgreSQL)', () => {
-  it('come as plain arrays, short and long reads alike, not as the driver’s Result (see detachRows)', async () => {
+describe.runIf(url)('rows of Database.query and rowsOf (PostgreSQL)', () => {
+  it('come as plain arrays, short and long reads and db.execute alike, not as the driver’s Result (see detachRows)', async () => {
     const database = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
     try {
-      for (const long of [false, true]) {
-        const rows = await database.query<{ n: number }>('select n from generate_series(1, $1::int) n', [3], { long });
+      const results = [
+        await database.query<{ n: number }>('select n from generate_series(1, $1::int) n', [3]),
+        await database.query<{ n: number }>('select n from generate_series(1, $1::int) n', [3], { long: true }),
+        rowsOf<{ n: number }>(await database.db.execute(sql`select n from generate_series(1, ${3}::int) n`)),
+      ];
+      for (const rows of results) {
         expect(Object.getPrototypeOf(rows)).toBe(Array.prototype);
         expect(rows).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
       }
