@@ -6,8 +6,8 @@
  * One run on PostgreSQL:
  *
  *   1. creates a fresh database budapp_bench_<random> (dropped at the end, also on failure or Ctrl-C);
- *   2. builds the service's bundle and starts it as `npm start` does (dist/main.js with the start script's node flags, NODE_ENV=production), and
- *      the raw server, as child processes;
+ *   2. builds the service's bundle and starts it as `npm start` does (dist/main.js with the start script's
+ *      node flags, NODE_ENV=production), and the raw server, as child processes;
  *   3. signs in as the super admin, creates one user to read, checks that all three targets answer the
  *      same JSON for that user;
  *   4. for the project targets: creates an organisation, its admin and a developer through the API, then

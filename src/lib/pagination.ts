@@ -27,10 +27,7 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   return id;
 }
 
-/**
- * Callers fetch limit + 1 rows; this maps the first `limit` and derives next_cursor from the last of them. A loop
- * into a plain array: slice() and map() on the driver's result, an Array subclass, construct another result.
- */
+/** Callers fetch limit + 1 rows; this maps the first `limit` and derives next_cursor from the last of them. */
 function trimPage<R extends { id: string }, D>(rows: R[], limit: number, map: (r: R) => D) {
   const count = Math.min(rows.length, limit);
   const items = new Array<D>(count);
