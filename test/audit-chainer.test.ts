@@ -90,7 +90,8 @@ describe('chaining after commit', () => {
     try {
       const org = await t.createOrganization();
       const ctx = { db: t.deps.db, clock: t.deps.clock, ids: t.deps.ids, log: t.deps.log, deps: t.deps, actor: null, requestId: 'refuse-me', ip: 'unknown', userAgent: '' };
-      // appendAudit sends its INSERT without waiting: it fails on its own or under a later statement of the transaction.
+      // The INSERT fails with the COMMIT it travels with (PostgreSQL) or, sent without waiting (PGlite), on its own or
+      // under a later statement of the transaction.
       for (const statementAfter of [false, true]) {
         const email = uniqueEmail('refused');
         const attempt = inTransaction(ctx, async (tx) => {

@@ -6,6 +6,7 @@ import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import * as schema from './schema/index.js';
+import { sqlLiteral } from '../lib/sql.js';
 
 export type Schema = typeof schema;
 /** One type for both drivers: drizzle over PGlite and drizzle over postgres.js. */
@@ -88,6 +89,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     const client = postgres(config.url, { max: config.poolSize, onnotice: () => {} });
     const reader = postgres(config.url, { max: config.readPoolSize ?? 1, onnotice: () => {}, connection: { plan_cache_mode: 'force_generic_plan' } });
     if (config.preparedStatements) preparedByDefault(client);
+    postgresTransactions(client, Boolean(config.preparedStatements));
     const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db;
     const url = new URL(config.url);
     return {
@@ -155,31 +157,168 @@ function detachRows<T>(result: ArrayLike<unknown>): T[] {
 }
 
 type PostgresSql = import('postgres').Sql;
-type ScopeMethod = (...args: unknown[]) => Promise<unknown>;
 
 /**
  * drizzle sends every query not built with .prepare() unprepared, which costs postgres.js a second round trip
  * (Parse and Describe, wait, then Bind and Execute) and PostgreSQL a parse and plan each time. This lets
  * postgres.js cache a prepared statement per query text and connection instead (queries here have a bounded
- * set of shapes), on the pool and on the connection-scoped handles that transactions and savepoints hand to
- * drizzle, which postgres.js builds afresh for each. Behind PgBouncer in transaction mode older than 1.21, set
+ * set of shapes), on the pool and on the reserved connections that transactions hand to drizzle
+ * (postgresTransactions). Behind PgBouncer in transaction mode older than 1.21, set
  * DATABASE_PREPARED_STATEMENTS=false.
  */
 function preparedByDefault<S extends PostgresSql>(sql: S): S {
   const unsafe = sql.unsafe.bind(sql);
   sql.unsafe = ((query: string, args?: unknown[], options?: Record<string, unknown>) =>
     unsafe(query, args as never, { ...options, prepare: true })) as typeof sql.unsafe;
-  const scoped = sql as unknown as Record<'begin' | 'savepoint', ScopeMethod | undefined>;
-  for (const method of ['begin', 'savepoint'] as const) {
-    const open = scoped[method]?.bind(sql);
-    if (!open) continue;
-    // begin([options], fn) and savepoint([name], fn): the callback comes last and receives the scoped handle.
-    scoped[method] = (...args: unknown[]) => {
-      const fn = args.pop() as (scope: PostgresSql) => unknown;
-      return open(...args, (scope: PostgresSql) => fn(preparedByDefault(scope)));
-    };
-  }
   return sql;
+}
+
+/**
+ * A statement that leaves with a transaction's COMMIT (sendWithCommit): prepared once per connection under
+ * `name` and run as `EXECUTE name(…)`, or, with prepared statements off, sent with its arguments inline.
+ */
+export interface CommitStatement {
+  /** The server-side prepared statement's name, unique in the service. */
+  name: string;
+  /** The statement, with parameters $1…$n whose types PostgreSQL infers from it. */
+  text: string;
+}
+
+interface QueuedStatement {
+  statement: CommitStatement;
+  args: readonly (string | null)[];
+}
+
+/** Where a transaction's handle keeps the statements that leave with its COMMIT. */
+const COMMIT_TAIL = Symbol('commit tail');
+
+interface TransactionHandle {
+  [COMMIT_TAIL]: QueuedStatement[];
+  savepoint(...args: unknown[]): Promise<unknown>;
+}
+
+/**
+ * Queues a statement to run at the COMMIT of the transaction `db` belongs to, in the same simple-protocol
+ * message, with its arguments inline as literals (sqlLiteral): it costs neither a message nor an answer of its
+ * own, and PostgreSQL runs it and commits, or fails it and commits nothing. A statement queued inside a
+ * savepoint is dropped if the savepoint rolls back. Returns false where `db` is not such a transaction (PGlite,
+ * the pool): the caller sends the statement itself.
+ */
+export function sendWithCommit(db: DbOrTx, statement: CommitStatement, args: readonly (string | null)[]): boolean {
+  const client = (db as unknown as { session?: { client?: Partial<TransactionHandle> } }).session?.client;
+  const tail = client?.[COMMIT_TAIL];
+  if (!tail) return false;
+  tail.push({ statement, args });
+  return true;
+}
+
+/** postgres.js's codes for a connection that is gone, and the socket errors that end one. */
+const CONNECTION_LOST = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+
+/**
+ * Whether an error (or one it wraps, as drizzle's DrizzleQueryError does) says the connection was lost: one of
+ * those codes, or an error PostgreSQL sent as FATAL or PANIC, after which it closes the connection (a backend
+ * terminated by an administrator, a server shutting down).
+ */
+function connectionLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, severity } = e as { code?: unknown; severity?: unknown };
+    if (CONNECTION_LOST.has(String(code)) || severity === 'FATAL' || severity === 'PANIC') return true;
+  }
+  return false;
+}
+
+/** Backends remembered with the commit statements prepared on them; past this many the memory starts afresh. */
+const MAX_BACKENDS_REMEMBERED = 256;
+
+/**
+ * Transactions on postgres.js, run here on a reserved connection instead of by postgres.js's begin(), which
+ * always ends with a COMMIT of its own: here the COMMIT carries what sendWithCommit queued (the audit record
+ * of the change, the one statement every audited write adds), in one message with one answer, where a
+ * statement of its own costs the service a message, an answer and their handling on both sides
+ * (bench/RESULTS.md).
+ *
+ * begin([options], fn) and the handle's savepoint([name], fn) keep postgres.js's signatures, which drizzle
+ * calls. A COMMIT that PostgreSQL answers with ROLLBACK (a statement failed and the caller went on) throws
+ * rather than passing for a commit. After a failure the transaction is rolled back and the connection goes
+ * back to the pool, unless the connection itself was lost: postgres.js 3.4 has then already set it aside to
+ * reconnect, and a statement sent on it would throw from a timer, out of every caller's reach (its own
+ * begin() sends a ROLLBACK then, which crashes the process; test/db-transactions.test.ts).
+ *
+ * Commit statements are prepared on a connection the first time one of its transactions queues them; which
+ * backend (pid and secret key, from BEGIN's answer) has which is remembered, and checked in
+ * pg_prepared_statements when not known, so a PREPARE never fails on a name that exists.
+ */
+function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
+  const preparedOn = new Map<string, Set<string>>();
+
+  async function commitMessage(conn: PostgresSql, backend: string, tail: QueuedStatement[]): Promise<string> {
+    if (!prepared) {
+      return tail.map((q) => q.statement.text.replace(/\$(\d+)/g, (_, n: string) => sqlLiteral(q.args[Number(n) - 1] ?? null))).join(';\n');
+    }
+    let names = preparedOn.get(backend);
+    if (!names) {
+      if (preparedOn.size >= MAX_BACKENDS_REMEMBERED) preparedOn.clear();
+      preparedOn.set(backend, (names = new Set()));
+    }
+    for (const { statement } of tail) {
+      if (names.has(statement.name)) continue;
+      const [found] = await conn.unsafe('select 1 as found from pg_prepared_statements where name = $1', [statement.name]);
+      if (!found) await conn.unsafe(`prepare ${statement.name} as ${statement.text}`);
+      names.add(statement.name);
+    }
+    return tail.map((q) => `execute ${q.statement.name}(${q.args.map(sqlLiteral).join(', ')})`).join(';\n');
+  }
+
+  (sql as unknown as { begin: (...args: unknown[]) => Promise<unknown> }).begin = async (...args: unknown[]) => {
+    const fn = args.pop() as (handle: PostgresSql) => unknown;
+    const options = typeof args[0] === 'string' ? args[0].replace(/[^a-z ]/gi, '') : '';
+    const reserved = await sql.reserve();
+    const conn = prepared ? preparedByDefault(reserved) : reserved;
+    const handle = conn as unknown as TransactionHandle;
+    handle[COMMIT_TAIL] = [];
+    let savepoints = 0;
+    handle.savepoint = async (...spArgs: unknown[]) => {
+      const spFn = spArgs.pop() as (h: PostgresSql) => unknown;
+      const name = `s${++savepoints}`;
+      await conn.unsafe(`savepoint ${name}`);
+      const outer = handle[COMMIT_TAIL];
+      const inner: QueuedStatement[] = [];
+      handle[COMMIT_TAIL] = inner;
+      try {
+        const result = await spFn(conn);
+        await conn.unsafe(`release savepoint ${name}`);
+        outer.push(...inner);
+        return result;
+      } catch (err) {
+        if (!connectionLost(err)) await conn.unsafe(`rollback to savepoint ${name}`);
+        throw err;
+      } finally {
+        handle[COMMIT_TAIL] = outer;
+      }
+    };
+    let lost = false;
+    try {
+      const begun = await conn.unsafe(`begin ${options}`);
+      const { pid, secret } = (begun as unknown as { state: { pid: number; secret: number } }).state;
+      const result = await fn(conn);
+      const tail = handle[COMMIT_TAIL];
+      const end =
+        tail.length > 0 ? await conn.unsafe(`${await commitMessage(conn, `${pid}:${secret}`, tail)};\ncommit`).simple() : await conn.unsafe('commit');
+      if (end.command !== 'COMMIT') {
+        throw Object.assign(new Error('the transaction was rolled back at COMMIT: a statement in it had failed'), { code: '25P02' });
+      }
+      return result;
+    } catch (err) {
+      lost = connectionLost(err);
+      // After a failed COMMIT message the transaction may still be open (its first statement failed); ROLLBACK
+      // outside one only warns.
+      if (!lost) await conn.unsafe('rollback').catch((rollbackErr: unknown) => (lost = connectionLost(rollbackErr)));
+      throw err;
+    } finally {
+      if (!lost) reserved.release();
+    }
+  };
 }
 
 async function migrationsCurrent(db: Db): Promise<boolean> {

@@ -20,7 +20,7 @@ export interface ServiceCtx {
   requestId: string;
   ip: string;
   userAgent: string;
-  /** Inside inTransaction: audit inserts sent without waiting for their answers (appendAudit). */
+  /** Inside inTransaction: audit inserts sent without waiting for their answers (appendAudit, on PGlite). */
   auditWrites?: Promise<void>[];
 }
 
@@ -29,10 +29,11 @@ export type ActorCtx = ServiceCtx & { actor: Principal };
 /**
  * Runs fn in a transaction; the ctx it receives carries the transaction as its db handle.
  *
- * Audit inserts made by appendAudit are sent without waiting and checked here, after COMMIT: they travel with
- * the statement after them, usually the COMMIT itself. One that failed aborted the transaction, so PostgreSQL
- * answered the COMMIT with a rollback (which the driver does not report as an error); its own error is
- * thrown here, as it would have been from appendAudit, and nothing of the change was kept.
+ * On PostgreSQL appendAudit's inserts leave with the COMMIT itself (sendWithCommit), and a failed one fails the
+ * transaction with its own error. On PGlite they are sent without waiting and checked here, after COMMIT: one
+ * that failed aborted the transaction, so the COMMIT was answered with a rollback (which the driver does not
+ * report as an error); its own error is thrown here, as it would have been from appendAudit, and nothing of
+ * the change was kept.
  */
 export async function inTransaction<C extends ServiceCtx, T>(ctx: C, fn: (tx: C) => Promise<T>): Promise<T> {
   const auditWrites: Promise<void>[] = [];

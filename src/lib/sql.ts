@@ -22,3 +22,15 @@ export function pgArrayLiteral(values: readonly (string | number | null)[]): str
   }
   return out + '}';
 }
+
+/**
+ * A string as a PostgreSQL escape-string constant (`E'…'`), or NULL, for the statements sent as text without
+ * parameters (sendWithCommit). Inside E'…' a backslash and a quote are the only characters with a meaning, and
+ * each is doubled, so the constant reads back as exactly the string whatever standard_conforming_strings says.
+ * PostgreSQL text cannot hold a NUL character, so a string with one is refused (a parameter would be, too).
+ */
+export function sqlLiteral(value: string | null): string {
+  if (value === null) return 'NULL';
+  if (value.includes('\0')) throw new TypeError('a PostgreSQL string cannot contain a NUL character');
+  return `E'${value.replace(/[\\']/g, (c) => c + c)}'`;
+}

@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import { isoTimestampSql } from '../../lib/sql.js';
 import { PgTransaction } from 'drizzle-orm/pg-core';
-import { rowsOf, sendStatement, type DbOrTx } from '../../db/client.js';
+import { rowsOf, sendStatement, sendWithCommit, type CommitStatement, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { canonicalJson, GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
@@ -51,26 +51,29 @@ export type PendingAuditRecord = typeof auditPending.$inferSelect;
  * describes. It goes to audit_pending and is chained right after the commit by the chainer (chainer.ts):
  * the writer never waits for another writer's chain-head lock.
  *
- * In a transaction opened by inTransaction the insert is sent without waiting for its answer, so it travels
- * with the next statement or the COMMIT instead of costing a round trip of its own; inTransaction checks it
- * after COMMIT (see there). Invalid details still throw here, before anything is sent.
+ * On PostgreSQL the insert leaves with the transaction's COMMIT, in the same message (sendWithCommit): if it
+ * fails, nothing commits and its error is the transaction's. Elsewhere (PGlite) it is sent at once without
+ * waiting for its answer, which inTransaction checks after COMMIT (see there). Invalid details throw here,
+ * before anything is sent.
  */
 export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
   if (!(ctx.db instanceof PgTransaction)) throw new Error('appendAudit must run inside a transaction');
-  const { record, insert } = pendingInsert(ctx, entry);
-  const sent = Promise.resolve(insert).then(() => undefined);
-  if (ctx.auditWrites) {
-    sent.catch(() => undefined); // handled by inTransaction, which may only look after this rejects
-    ctx.auditWrites.push(sent);
-  } else await sent;
+  const { record, values } = pendingRecord(ctx, entry);
+  if (!sendWithCommit(ctx.db, PENDING_INSERT, values)) {
+    const sent = Promise.resolve(sendStatement(ctx.db, PENDING_INSERT_SQL, values)).then(() => undefined);
+    if (ctx.auditWrites) {
+      sent.catch(() => undefined); // handled by inTransaction, which may only look after this rejects
+      ctx.auditWrites.push(sent);
+    } else await sent;
+  }
   ctx.deps.auditChainer.notify();
   return record;
 }
 
 /** For events that are not part of a larger change (sign-ins, exports): a statement of their own. */
 export async function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
-  const { record, insert } = pendingInsert(ctx, entry);
-  await insert;
+  const { record, values } = pendingRecord(ctx, entry);
+  await sendStatement(ctx.db, PENDING_INSERT_SQL, values);
   ctx.deps.auditChainer.notify();
   return record;
 }
@@ -78,9 +81,10 @@ export async function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<P
 const PENDING_INSERT_SQL = `insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type,
   details, ip_address, user_agent, request_id, created_at)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10, $11, $12, $13::timestamptz)`;
+const PENDING_INSERT: CommitStatement = { name: 'budapp_audit_pending_insert', text: PENDING_INSERT_SQL };
 
-/** The pending record for an event and its INSERT, built but not sent (the driver sends a query when awaited). */
-function pendingInsert(ctx: ServiceCtx, entry: AuditEntry) {
+/** The pending record for an event and the values of its row, in PENDING_INSERT_SQL's order. */
+function pendingRecord(ctx: ServiceCtx, entry: AuditEntry) {
   const r: PendingAuditRecord = {
     id: ctx.ids.uuid(),
     chainId: chainOf(entry.organizationId),
@@ -96,11 +100,11 @@ function pendingInsert(ctx: ServiceCtx, entry: AuditEntry) {
     requestId: ctx.requestId,
     createdAt: new Date(ctx.clock.now().getTime()),
   };
-  const insert = sendStatement(ctx.db, PENDING_INSERT_SQL, [
+  const values = [
     r.id, r.chainId, r.organizationId, r.action, r.resourceType, r.resourceId, r.userId, r.actorType, canonicalJson(r.details),
     r.ipAddress, r.userAgent, r.requestId, r.createdAt.toISOString(),
-  ]);
-  return { record: r, insert };
+  ];
+  return { record: r, values };
 }
 
 export async function writeCheckpoint(db: DbOrTx, signer: AuditSigner, head: { chainId: string; seq: number; hash: string }, now: Date) {
