@@ -51,7 +51,8 @@ export interface Database {
    * without decoding them row by row. The statement is sent as is: inline parameters before calling. Each
    * COPY runs on a connection of its own, closed when the iteration ends or is abandoned: postgres.js 3.4 can
    * leave a connection's socket paused after a COPY stream ends (porsager/postgres#499, fix proposed in #1016),
-   * and in the pool that left the next transaction on it waiting forever (seen in the isolation suite).
+   * and in the pool that left the next transaction on it waiting forever (seen in the isolation suite). The
+   * connection runs with COPY_SESSION's settings: an ordered COPY streams from an index, never from a sort.
    */
   copyOut?(select: string): AsyncIterable<Buffer>;
   migrationsCurrent(): Promise<boolean>;
@@ -104,7 +105,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
       },
       migrationsCurrent: () => migrationsCurrent(db),
       copyOut: async function* (select) {
-        const own = postgres(config.url, { max: 1, onnotice: () => {} });
+        const own = postgres(config.url, { max: 1, onnotice: () => {}, connection: COPY_SESSION });
         try {
           for await (const piece of await own.unsafe(`copy (${select}) to stdout`).readable()) yield piece as Buffer;
         } finally {
@@ -140,6 +141,14 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     close: () => client.close(),
   };
 }
+
+/**
+ * Settings of the connection a COPY streams on: the rows in the order asked for, read in that order from an
+ * index rather than sorted. Left to choose, PostgreSQL 15 exported a chain that filled the table (one large
+ * organisation) by a sequential scan and a sort of every line, spilled to disk: seconds before the first byte
+ * and the whole export's size in temporary files (bench/RESULTS.md, "Eighth machine").
+ */
+export const COPY_SESSION = { enable_sort: 'off' } as const;
 
 /**
  * The rows of a postgres.js result as a plain array, with the driver's Result emptied. Under load something keeps
