@@ -182,42 +182,29 @@ function preparedByDefault<S extends PostgresSql>(sql: S): S {
   return sql;
 }
 
-/**
- * A statement that leaves with a transaction's COMMIT (sendWithCommit): prepared once per connection under
- * `name` and run as `EXECUTE name(…)`, or, with prepared statements off, sent with its arguments inline.
- */
-export interface CommitStatement {
-  /** The server-side prepared statement's name, unique in the service. */
-  name: string;
-  /** The statement, with parameters $1…$n whose types PostgreSQL infers from it. */
-  text: string;
-}
-
-interface QueuedStatement {
-  statement: CommitStatement;
-  args: readonly (string | null)[];
-}
-
 /** Where a transaction's handle keeps the statements that leave with its COMMIT. */
 const COMMIT_TAIL = Symbol('commit tail');
 
 interface TransactionHandle {
-  [COMMIT_TAIL]: QueuedStatement[];
+  [COMMIT_TAIL]: string[];
   savepoint(...args: unknown[]): Promise<unknown>;
 }
 
 /**
  * Queues a statement to run at the COMMIT of the transaction `db` belongs to, in the same simple-protocol
- * message, with its arguments inline as literals (sqlLiteral): it costs neither a message nor an answer of its
- * own, and PostgreSQL runs it and commits, or fails it and commits nothing. A statement queued inside a
- * savepoint is dropped if the savepoint rolls back. Returns false where `db` is not such a transaction (PGlite,
- * the pool): the caller sends the statement itself.
+ * message: it costs neither a message nor an answer of its own, and PostgreSQL runs it and commits, or fails
+ * it and commits nothing. `text` has parameters $1…$n; `args` go in as literals (sqlLiteral), here, so a value
+ * no literal can carry throws at the call. PostgreSQL parses and plans the statement each time: a statement
+ * prepared once per connection (EXECUTE) would be cheaper for it, but behind PgBouncer's transaction pooling a
+ * client connection's next transaction may run on a server connection where it was never prepared. A
+ * statement queued inside a savepoint is dropped if the savepoint rolls back. Returns false where `db` is not
+ * such a transaction (PGlite, the pool): the caller sends the statement itself.
  */
-export function sendWithCommit(db: DbOrTx, statement: CommitStatement, args: readonly (string | null)[]): boolean {
+export function sendWithCommit(db: DbOrTx, text: string, args: readonly (string | null)[]): boolean {
   const client = (db as unknown as { session?: { client?: Partial<TransactionHandle> } }).session?.client;
   const tail = client?.[COMMIT_TAIL];
   if (!tail) return false;
-  tail.push({ statement, args });
+  tail.push(text.replace(/\$(\d+)/g, (_, n: string) => sqlLiteral(args[Number(n) - 1] ?? null)));
   return true;
 }
 
@@ -237,9 +224,6 @@ function connectionLost(err: unknown): boolean {
   return false;
 }
 
-/** Backends remembered with the commit statements prepared on them; past this many the memory starts afresh. */
-const MAX_BACKENDS_REMEMBERED = 256;
-
 /**
  * Transactions on postgres.js, run here on a reserved connection instead of by postgres.js's begin(), which
  * always ends with a COMMIT of its own: here the COMMIT carries what sendWithCommit queued (the audit record
@@ -253,32 +237,8 @@ const MAX_BACKENDS_REMEMBERED = 256;
  * back to the pool, unless the connection itself was lost: postgres.js 3.4 has then already set it aside to
  * reconnect, and a statement sent on it would throw from a timer, out of every caller's reach (its own
  * begin() sends a ROLLBACK then, which crashes the process; test/db-transactions.test.ts).
- *
- * Commit statements are prepared on a connection the first time one of its transactions queues them; which
- * backend (pid and secret key, from BEGIN's answer) has which is remembered, and checked in
- * pg_prepared_statements when not known, so a PREPARE never fails on a name that exists.
  */
 function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
-  const preparedOn = new Map<string, Set<string>>();
-
-  async function commitMessage(conn: PostgresSql, backend: string, tail: QueuedStatement[]): Promise<string> {
-    if (!prepared) {
-      return tail.map((q) => q.statement.text.replace(/\$(\d+)/g, (_, n: string) => sqlLiteral(q.args[Number(n) - 1] ?? null))).join(';\n');
-    }
-    let names = preparedOn.get(backend);
-    if (!names) {
-      if (preparedOn.size >= MAX_BACKENDS_REMEMBERED) preparedOn.clear();
-      preparedOn.set(backend, (names = new Set()));
-    }
-    for (const { statement } of tail) {
-      if (names.has(statement.name)) continue;
-      const [found] = await conn.unsafe('select 1 as found from pg_prepared_statements where name = $1', [statement.name]);
-      if (!found) await conn.unsafe(`prepare ${statement.name} as ${statement.text}`);
-      names.add(statement.name);
-    }
-    return tail.map((q) => `execute ${q.statement.name}(${q.args.map(sqlLiteral).join(', ')})`).join(';\n');
-  }
-
   (sql as unknown as { begin: (...args: unknown[]) => Promise<unknown> }).begin = async (...args: unknown[]) => {
     const fn = args.pop() as (handle: PostgresSql) => unknown;
     const options = typeof args[0] === 'string' ? args[0].replace(/[^a-z ]/gi, '') : '';
@@ -292,7 +252,7 @@ function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
       const name = `s${++savepoints}`;
       await conn.unsafe(`savepoint ${name}`);
       const outer = handle[COMMIT_TAIL];
-      const inner: QueuedStatement[] = [];
+      const inner: string[] = [];
       handle[COMMIT_TAIL] = inner;
       try {
         const result = await spFn(conn);
@@ -308,12 +268,10 @@ function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
     };
     let lost = false;
     try {
-      const begun = await conn.unsafe(`begin ${options}`);
-      const { pid, secret } = (begun as unknown as { state: { pid: number; secret: number } }).state;
+      await conn.unsafe(`begin ${options}`);
       const result = await fn(conn);
       const tail = handle[COMMIT_TAIL];
-      const end =
-        tail.length > 0 ? await conn.unsafe(`${await commitMessage(conn, `${pid}:${secret}`, tail)};\ncommit`).simple() : await conn.unsafe('commit');
+      const end = tail.length > 0 ? await conn.unsafe(`${tail.join(';\n')};\ncommit`).simple() : await conn.unsafe('commit');
       if (end.command !== 'COMMIT') {
         throw Object.assign(new Error('the transaction was rolled back at COMMIT: a statement in it had failed'), { code: '25P02' });
       }

@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import { isoTimestampSql } from '../../lib/sql.js';
 import { PgTransaction } from 'drizzle-orm/pg-core';
-import { rowsOf, sendStatement, sendWithCommit, type CommitStatement, type DbOrTx } from '../../db/client.js';
+import { rowsOf, sendStatement, sendWithCommit, type DbOrTx } from '../../db/client.js';
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { canonicalJson, GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
@@ -59,7 +59,7 @@ export type PendingAuditRecord = typeof auditPending.$inferSelect;
 export async function appendAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<PendingAuditRecord> {
   if (!(ctx.db instanceof PgTransaction)) throw new Error('appendAudit must run inside a transaction');
   const { record, values } = pendingRecord(ctx, entry);
-  if (!sendWithCommit(ctx.db, PENDING_INSERT, values)) {
+  if (!sendWithCommit(ctx.db, PENDING_INSERT_SQL, values)) {
     const sent = Promise.resolve(sendStatement(ctx.db, PENDING_INSERT_SQL, values)).then(() => undefined);
     if (ctx.auditWrites) {
       sent.catch(() => undefined); // handled by inTransaction, which may only look after this rejects
@@ -81,7 +81,6 @@ export async function recordAudit(ctx: ServiceCtx, entry: AuditEntry): Promise<P
 const PENDING_INSERT_SQL = `insert into audit_pending (id, chain_id, organization_id, action, resource_type, resource_id, user_id, actor_type,
   details, ip_address, user_agent, request_id, created_at)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10, $11, $12, $13::timestamptz)`;
-const PENDING_INSERT: CommitStatement = { name: 'budapp_audit_pending_insert', text: PENDING_INSERT_SQL };
 
 /** The pending record for an event and the values of its row, in PENDING_INSERT_SQL's order. */
 function pendingRecord(ctx: ServiceCtx, entry: AuditEntry) {
