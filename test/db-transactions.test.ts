@@ -97,6 +97,20 @@ describe.runIf(url)('transactions on PostgreSQL', () => {
     expect(await keys()).toEqual(expect.arrayContaining(odd));
   });
 
+  it('fails a transaction begun after the pool ended, and one still waiting for a connection when it ended', async () => {
+    const ending = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    let release!: () => void;
+    const held = ending.db.transaction(async () => new Promise<void>((resolve) => (release = resolve)));
+    await expect.poll(() => release).toBeDefined();
+    const waiting = ending.db.transaction(async (tx) => tx.execute(sql`select 1`)); // no free connection
+    const closing = ending.close();
+    await expect(waiting).rejects.toMatchObject({ code: 'CONNECTION_ENDED' });
+    await expect(ending.db.transaction(async (tx) => tx.execute(sql`select 1`))).rejects.toMatchObject({ code: 'CONNECTION_ENDED' });
+    release();
+    await held;
+    await closing;
+  });
+
   it('a connection lost mid-statement fails its transaction, and nothing more is sent on the dead connection', async () => {
     // postgres.js's own begin() sent a ROLLBACK here, which threw from a timer (porsager/postgres#1133) and would
     // fail this run as an unhandled error. What the pool does with the connection afterwards is postgres.js's

@@ -239,10 +239,37 @@ function connectionLost(err: unknown): boolean {
  * begin() sends a ROLLBACK then, which crashes the process; test/db-transactions.test.ts).
  */
 function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
+  // postgres.js refuses queries once the pool is ending, but its reserve() waits for ever, also when it was
+  // already waiting for a connection: a transaction begun then must fail as begin() did, not hang (shutdown).
+  let ended: Error | undefined;
+  const waiting = new Set<(err: Error) => void>();
+  const end = sql.end.bind(sql);
+  sql.end = ((options?: { timeout?: number }) => {
+    ended = Object.assign(new Error('the database pool has ended'), { code: 'CONNECTION_ENDED' });
+    for (const fail of waiting) fail(ended);
+    waiting.clear();
+    return end(options);
+  }) as typeof sql.end;
+  const reserve = async () => {
+    if (ended) throw ended;
+    let fail!: (err: Error) => void;
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    waiting.add(fail);
+    const reserving = sql.reserve();
+    try {
+      return await Promise.race([reserving, failed]);
+    } catch (err) {
+      reserving.then((r) => r.release(), () => undefined); // served after all: hand it back
+      throw err;
+    } finally {
+      waiting.delete(fail);
+    }
+  };
+
   (sql as unknown as { begin: (...args: unknown[]) => Promise<unknown> }).begin = async (...args: unknown[]) => {
     const fn = args.pop() as (handle: PostgresSql) => unknown;
     const options = typeof args[0] === 'string' ? args[0].replace(/[^a-z ]/gi, '') : '';
-    const reserved = await sql.reserve();
+    const reserved = await reserve();
     const conn = prepared ? preparedByDefault(reserved) : reserved;
     const handle = conn as unknown as TransactionHandle;
     handle[COMMIT_TAIL] = [];
