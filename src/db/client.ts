@@ -71,11 +71,14 @@ function expectedMigrationCount(): number {
  * The result is not decoded into rows alike for both drivers: use it for statements whose answer is not read.
  */
 export function sendStatement(db: DbOrTx, text: string, params: unknown[]): Promise<unknown> {
-  const client = (db as unknown as { session: { client: DriverClient } }).session.client;
-  // postgres.js (pool or a transaction's scoped handle) has unsafe(); PGlite and its transactions have query().
+  const client = driverClientOf<DriverClient>(db);
+  // postgres.js (pool or a transaction's reserved handle) has unsafe(); PGlite and its transactions have query().
   return 'unsafe' in client ? Promise.resolve(client.unsafe(text, params as never[])) : client.query(text, params);
 }
 type DriverClient = Pick<import('postgres').Sql, 'unsafe'> | { query(text: string, params: unknown[]): Promise<unknown> };
+
+/** The driver handle under a drizzle db or transaction (drizzle keeps it as `session.client`). */
+const driverClientOf = <C>(db: DbOrTx) => (db as unknown as { session: { client: C } }).session.client;
 
 /** db.execute's rows: PGlite answers { rows }, postgres.js an array (its Result, emptied: see detachRows). */
 export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
@@ -201,8 +204,7 @@ interface TransactionHandle {
  * such a transaction (PGlite, the pool): the caller sends the statement itself.
  */
 export function sendWithCommit(db: DbOrTx, text: string, args: readonly (string | null)[]): boolean {
-  const client = (db as unknown as { session?: { client?: Partial<TransactionHandle> } }).session?.client;
-  const tail = client?.[COMMIT_TAIL];
+  const tail = driverClientOf<Partial<TransactionHandle>>(db)[COMMIT_TAIL];
   if (!tail) return false;
   tail.push(text.replace(/\$(\d+)/g, (_, n: string) => sqlLiteral(args[Number(n) - 1] ?? null)));
   return true;
