@@ -134,4 +134,31 @@ describe.runIf(url)('the COPY session (PostgreSQL)', () => {
       await Promise.all([sql.end(), copySession.end()]);
     }
   });
+
+  it('builds the lines in its own process, where PostgreSQL would hand them to parallel workers', async () => {
+    const sql = postgres(url!, { max: 1, onnotice: () => {} });
+    const copySession = postgres(url!, { max: 1, onnotice: () => {}, connection: COPY_SESSION });
+    const table = `copy_plan_${randomBytes(4).toString('hex')}`;
+    try {
+      await sql.unsafe(`create table ${table} (chain_id text not null, seq bigint not null, line text not null, unique (chain_id, seq))`);
+      await sql.unsafe(`insert into ${table} select 'org:one', n, repeat('x', 200) from generate_series(1, 20000) n`);
+      await sql.unsafe(`analyze ${table}`);
+      // Workers made as cheap as a table of millions of rows makes them next to the lines' cost.
+      const plan = async (db: typeof sql) =>
+        db.begin(async (tx) => {
+          for (const setting of ['parallel_setup_cost = 0', 'parallel_tuple_cost = 0', 'min_parallel_index_scan_size = 0', 'min_parallel_table_scan_size = 0']) {
+            await tx.unsafe(`set local ${setting}`);
+          }
+          const rows = await tx.unsafe(`explain select '{"line":' || to_json(line)::text || '}' from ${table} where chain_id = 'org:one' order by seq`);
+          return rows.map((r) => r['QUERY PLAN']).join('\n');
+        });
+      expect(await plan(sql)).toMatch(/Gather/);
+      const own = await plan(copySession);
+      expect(own).not.toMatch(/Gather|Parallel/);
+      expect(own).toMatch(/Index Scan/);
+    } finally {
+      await sql.unsafe(`drop table if exists ${table}`);
+      await Promise.all([sql.end(), copySession.end()]);
+    }
+  });
 });

@@ -146,12 +146,15 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 }
 
 /**
- * Settings of the connection a COPY streams on: the rows in the order asked for, read in that order from an
- * index rather than sorted. Left to choose, PostgreSQL 15 exported a chain that filled the table (one large
+ * Settings of the connection a COPY streams on. The rows in the order asked for, read in that order from an
+ * index rather than sorted: left to choose, PostgreSQL 15 exported a chain that filled the table (one large
  * organisation) by a sequential scan and a sort of every line, spilled to disk: seconds before the first byte
- * and the whole export's size in temporary files (bench/RESULTS.md, "Eighth machine").
+ * and the whole export's size in temporary files (bench/RESULTS.md, "Eighth machine"). And one process, no
+ * parallel workers: for the same export it chose two workers building the lines and a Gather Merge, which
+ * took 1.7 times the CPU of one backend and the cores the service needs to send what the COPY produces
+ * (bench/RESULTS.md, "Ninth machine").
  */
-export const COPY_SESSION = { enable_sort: 'off' } as const;
+export const COPY_SESSION = { enable_sort: 'off', max_parallel_workers_per_gather: '0' } as const;
 
 /**
  * The rows of a postgres.js result as a plain array, with the driver's Result emptied. Under load something keeps
