@@ -34,7 +34,9 @@
  *   BENCH_CPU_PROF       a directory: run the verify/export children with --cpu-prof, profiles written there
  *   BENCH_ENFORCE        1: exit 1 when a target is missed (a correctness failure always exits 1)
  *   BENCH_WAIT_QUIET     seconds to wait at start for other processes to leave the CPU alone (default 60)
- *   BENCH_KEEP_DB        1: keep the bench database at the end, for EXPLAIN and experiments
+ *   BENCH_KEEP_DB        1: keep the bench database and its data dir at the end, for EXPLAIN and experiments;
+ *                        the run prints the environment that runs the verify/export child on them again
+ *                        (`BENCH_AUDIT_MODE=verify … npx tsx bench/audit-worker.ts`)
  *   BENCH_RETRIES        measure a phase again when other processes disturbed it, up to this often (default 2)
  *
  * Every measured phase also reports where the machine's CPU went (bench, PostgreSQL, other processes);
@@ -485,7 +487,9 @@ async function main() {
   const databaseUrl = url.toString();
 
   const dataDir = mkdtempSync(join(os.tmpdir(), 'budapp-audit-bench-'));
-  onCleanup('remove data dir', () => rmSync(dataDir, { recursive: true, force: true }));
+  onCleanup('remove data dir', () => {
+    if (process.env.BENCH_KEEP_DB !== '1') rmSync(dataDir, { recursive: true, force: true });
+  });
 
   const deps = await benchDeps({ databaseUrl, dataDir, poolSize: settings.poolSize });
   onCleanup('close deps', () => closeDeps(deps));
@@ -534,6 +538,9 @@ async function main() {
     await raw.end({ timeout: 5 });
     phase(`seed: ${formatCpu(seedCpu.stop())}`);
     const workerEnv = { DATABASE_URL: databaseUrl, DATA_DIR: dataDir, BENCH_ORG_ID: who.organizationId, BENCH_ADMIN_ID: who.adminId };
+    if (process.env.BENCH_KEEP_DB === '1') {
+      phase(`kept for experiments: ${Object.entries(workerEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    }
 
     if (settings.parts.has('verify')) {
       phase(`verify: verifyChain over ${int(n)} records in a child process`);
