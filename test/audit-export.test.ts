@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditRecords } from '../src/db/schema/audit.js';
 import { CSV_COLUMNS } from '../src/domains/audit/export.js';
 import { verifyExport } from '../src/lib/audit/export-verify.js';
 import { createTestApp, uniqueEmail, type TestApp } from './support/app.js';
-import { chainRecords, chained } from './support/audit.js';
+import { chainRecords, chained, tamper } from './support/audit.js';
 
 const run = promisify(execFile);
 let t: TestApp;
@@ -94,6 +94,26 @@ describe('GET /audit/export', () => {
     expect((await verifyExport(linesOf(edit(lines.length - 1, (o) => (o.count = 1))), keys)).firstFailure?.kind).toMatch(/signature_invalid|manifest_mismatch/);
     expect((await verifyExport(linesOf(lines.slice(0, -1).join('\n')), keys)).firstFailure).toMatchObject({ kind: 'manifest_mismatch' });
     expect((await verifyExport(linesOf(text), new Map())).firstFailure).toMatchObject({ kind: 'unknown_key' });
+  });
+
+  it('writes exactly what is stored, even values no request carries: control characters, a quote in an enum column', async () => {
+    const other = await t.createOrganization('Tampered export');
+    await t.createUser(other.admin.token, { role: 'developer' });
+    const chainId = `org:${other.id}`;
+    const records = await chainRecords(t, chainId);
+    const [first, second] = records.slice(-2).map((r) => r.seq);
+    const agent = 'ctl \u0001 tab\t nl\n vt\u000b end';
+    const action = 'cre"ate\\';
+    await tamper(t, [
+      sql`update audit_records set user_agent = ${agent} where chain_id = ${chainId} and seq = ${first}`,
+      sql`update audit_records set action = ${action} where chain_id = ${chainId} and seq = ${second}`,
+    ]);
+    const { text } = await exportText('format=ndjson', other.admin.token);
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.find((l) => l.seq === first)).toMatchObject({ user_agent: agent });
+    expect(lines.find((l) => l.seq === second)).toMatchObject({ action });
+    const result = await verifyExport(linesOf(text), t.deps.auditSigner.verificationKeys);
+    expect(result.firstFailure).toMatchObject({ seq: first, kind: 'hash_mismatch' });
   });
 
   it('CSV quotes per RFC 4180 and writes JSON columns as JSON', async () => {

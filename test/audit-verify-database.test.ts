@@ -83,4 +83,46 @@ describe('audit verify in the database', () => {
     expect(result.firstFailure).toMatchObject({ seq: Number(record!.seq), kind: 'hash_mismatch' });
     expect(result.rehashed).toBe(1);
   });
+
+  it('a stored value that spells another value’s JSON escapes is not taken for it (a stored a\\"b for a hashed a"b)', async () => {
+    const org = await t.createOrganization();
+    const agent = 'Agent "quoted" C:\\path';
+    const created = await t.request('POST', '/users', {
+      token: org.admin.token,
+      headers: { 'user-agent': agent },
+      body: { email: `escapes-${org.id}@example.com`, name: 'Escapes', role: 'developer' },
+    });
+    expect(created.status).toBe(201);
+    const chainId = `org:${org.id}`;
+    const records = await chainRecords(t, chainId);
+    const record = records.find((r) => r.userAgent === agent)!;
+    expect(await verifyInDatabase(chainId)).toMatchObject({ ok: true, rehashed: 0 });
+
+    // Stored now: the value's JSON escapes themselves, so that "the value between quotes" reads as the record hashed.
+    const escaped = JSON.stringify(agent).slice(1, -1);
+    await tamper(t, [sql`update audit_records set user_agent = ${escaped} where chain_id = ${chainId} and seq = ${record.seq}`]);
+    const result = await verifyInDatabase(chainId);
+    expect(result.ok).toBe(false);
+    expect(result.firstFailure).toMatchObject({ seq: record.seq, kind: 'hash_mismatch' });
+    expect(result.rehashed).toBe(1);
+  });
+
+  it('a NULL stored where the schema has none is a mismatch, not a record skipped as intact', async () => {
+    const org = await t.createOrganization();
+    await t.createUser(org.admin.token, { role: 'developer' });
+    const chainId = `org:${org.id}`;
+    const records = await chainRecords(t, chainId);
+    // Neither the first record of the range nor the last, which come back whatever their hash.
+    const middle = records[records.length - 2]!;
+    expect(middle.seq).toBeGreaterThan(1);
+    await tamper(t, [sql`alter table audit_records alter column action drop not null`, sql`update audit_records set action = null where chain_id = ${chainId} and seq = ${middle.seq}`]);
+    try {
+      const result = await verifyInDatabase(chainId);
+      expect(result.ok).toBe(false);
+      expect(result.firstFailure).toMatchObject({ seq: middle.seq, kind: 'hash_mismatch' });
+    } finally {
+      await tamper(t, [sql`update audit_records set action = ${middle.action} where chain_id = ${chainId} and seq = ${middle.seq}`, sql`alter table audit_records alter column action set not null`]);
+    }
+    expect(await verifyInDatabase(chainId)).toMatchObject({ ok: true });
+  });
 });

@@ -170,7 +170,7 @@ const NDJSON_LINE = sql.raw(
   recordJsonSql(
     ['chain_id', 'seq', 'previous_hash', 'id', 'organization_id', 'action', 'resource_type', 'resource_id', 'user_id', 'actor_type', 'details',
       'ip_address', 'user_agent', 'request_id', 'created_at', 'current_hash'],
-    '"type":"record",',
+    { leading: '"type":"record",' },
   ),
 );
 

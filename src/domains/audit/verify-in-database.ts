@@ -11,16 +11,17 @@ import { recordJsonSql } from './record-json-sql.js';
 const CANONICAL_RECORD_SQL = recordJsonSql([
   'action', 'actor_type', 'chain_id', 'created_at', 'details', 'id', 'ip_address', 'organization_id',
   'previous_hash', 'request_id', 'resource_id', 'resource_type', 'seq', 'user_agent', 'user_id',
-]);
+], { hashedOnly: true });
 
 /**
  * One range of a chain, hashed and linked by PostgreSQL. Only the rows worth a look come back: the first of
  * the range, the last, those at a checkpoint's seq, and any whose hash, link to the row before or seq
  * differs. `n` numbers the rows of the range, so the rows between two returned ones are known to be intact.
+ * A record whose JSON text is NULL (a NULL stored where the schema allows none) counts as a mismatch.
  */
 const CHECK_RANGE_SQL = `with checked as (
   select seq, previous_hash, current_hash,
-         encode(sha256(convert_to(${CANONICAL_RECORD_SQL}, 'UTF8')), 'hex') = current_hash as hash_ok,
+         coalesce(encode(sha256(convert_to(${CANONICAL_RECORD_SQL}, 'UTF8')), 'hex') = current_hash, false) as hash_ok,
          lag(seq) over w as prev_seq, lag(current_hash) over w as prev_hash, lead(seq) over w is null as is_last,
          row_number() over w as n
   from audit_records
@@ -42,17 +43,21 @@ interface CheckedRow {
   n: string | number;
 }
 
-/** Records per range: a range's interesting rows are held at once, and ranges run two at a time. */
+/** Records per range: a range's interesting rows are held at once. */
 const RANGE = 25_000;
+/** Ranges checked at once, each on a connection of its own. */
 const RANGES_IN_FLIGHT = 2;
+/** Ranges started and not yet pushed (running or done): bounds what is held when the pushing falls behind. */
+const RANGES_AHEAD = 4;
 
 /**
  * Feeds seqs fromSeq..toSeq of a chain to `verifier` with the hashing done by PostgreSQL, two ranges at a
  * time on two connections: memory holds only the rows worth a look, and the service's CPU does almost
- * nothing per record. A record whose hash PostgreSQL finds different is hashed again here from its fields
- * (hashAuditRecord), which decides: the service's canonical serialisation is the reference, and a record
- * whose stored details text is not canonical (written before migration 0006) still verifies.
- * Returns how many records were hashed here.
+ * nothing per record. A connection whose range is done starts the next one at once, whichever range the
+ * pushing waits for, so neither connection waits for the other. A record whose hash PostgreSQL finds
+ * different is hashed again here from its fields (hashAuditRecord), which decides: the service's canonical
+ * serialisation is the reference, and a record whose stored details text is not canonical (written before
+ * migration 0006) still verifies. Returns how many records were hashed here.
  */
 export async function verifyRangeInDatabase(
   database: Database,
@@ -68,21 +73,33 @@ export async function verifyRangeInDatabase(
   const check = ([lo, hi]: [number, number]) =>
     database.query<CheckedRow>(CHECK_RANGE_SQL, [chainId, lo, hi, checkpointSeqs.filter((s) => s >= lo && s <= hi)], { long: true });
 
-  // Ranges are checked RANGES_IN_FLIGHT at a time and pushed in order. A rejection of a range still waiting its
-  // turn is handled when its turn comes (or never, if an earlier one failed): not an unhandled rejection.
-  const waiting: Promise<CheckedRow[]>[] = [];
-  const start = (i: number) => {
-    if (i >= ranges.length) return;
-    const rows = check(ranges[i]!);
-    rows.catch(() => {});
-    waiting.push(rows);
+  const results: Promise<CheckedRow[]>[] = [];
+  let running = 0;
+  let pushed = 0;
+  let stopped = false;
+  const startMore = () => {
+    while (!stopped && running < RANGES_IN_FLIGHT && results.length < ranges.length && results.length - pushed < RANGES_AHEAD) {
+      const rows = check(ranges[results.length]!);
+      running++;
+      const settled = () => {
+        running--;
+        startMore();
+      };
+      // A rejection is handled when its range's turn comes (or never, if an earlier one failed).
+      rows.then(settled, settled);
+      results.push(rows);
+    }
   };
-  for (let i = 0; i < RANGES_IN_FLIGHT; i++) start(i);
   let rehashed = 0;
-  for (let i = 0; i < ranges.length; i++) {
-    const rows = await waiting.shift()!;
-    start(i + RANGES_IN_FLIGHT);
-    rehashed += await pushRange(db, verifier, chainId, rows);
+  try {
+    for (; pushed < ranges.length; pushed++) {
+      startMore();
+      const rows = await results[pushed]!;
+      delete results[pushed];
+      rehashed += await pushRange(db, verifier, chainId, rows);
+    }
+  } finally {
+    stopped = true;
   }
   return { rehashed };
 }
