@@ -108,57 +108,54 @@ describe.runIf(url)('rows of Database.query and rowsOf (PostgreSQL)', () => {
 });
 
 describe.runIf(url)('the COPY session (PostgreSQL)', () => {
-  it('reads an ordered range from its index where PostgreSQL would otherwise sort the whole table', async () => {
+  /**
+   * A scratch table of one chain's 20,000 lines (in random physical order when `scattered`), and the plan of
+   * `select` on it with `settings` set locally, from a plain connection and from one with COPY_SESSION.
+   */
+  async function plansOf(select: (table: string) => string, settings: string[], scattered: boolean) {
     const sql = postgres(url!, { max: 1, onnotice: () => {} });
     const copySession = postgres(url!, { max: 1, onnotice: () => {}, connection: COPY_SESSION });
     const table = `copy_plan_${randomBytes(4).toString('hex')}`;
     try {
       await sql.unsafe(`create table ${table} (chain_id text not null, seq bigint not null, line text not null, unique (chain_id, seq))`);
-      // Rows of one chain lie scattered in the table among other chains' (here: inserted in random order).
-      await sql.unsafe(`insert into ${table} select 'org:one', n, repeat('x', 200) from generate_series(1, 20000) n order by random()`);
+      await sql.unsafe(`insert into ${table} select 'org:one', n, repeat('x', 200) from generate_series(1, 20000) n ${scattered ? 'order by random()' : ''}`);
       await sql.unsafe(`analyze ${table}`);
-      // One chain fills the table, as one large organisation's may: the default plan scans it and sorts.
-      // A table far larger than the memory the planner counts on (as the bench's 884 MB one was), in miniature.
       const plan = async (db: typeof sql) =>
         db.begin(async (tx) => {
-          await tx.unsafe(`set local effective_cache_size = '1MB'`);
-          const rows = await tx.unsafe(`explain select line from ${table} where chain_id = 'org:one' and seq <= 20000 order by seq`);
+          for (const setting of settings) await tx.unsafe(`set local ${setting}`);
+          const rows = await tx.unsafe(`explain ${select(table)}`);
           return rows.map((r) => r['QUERY PLAN']).join('\n');
         });
-      expect(await plan(sql)).toMatch(/Sort/);
-      const streamed = await plan(copySession);
-      expect(streamed).not.toMatch(/Sort/);
-      expect(streamed).toMatch(/Index Scan/);
+      return { plain: await plan(sql), copySession: await plan(copySession) };
     } finally {
       await sql.unsafe(`drop table if exists ${table}`);
       await Promise.all([sql.end(), copySession.end()]);
     }
+  }
+
+  it('reads an ordered range from its index where PostgreSQL would otherwise sort the whole table', async () => {
+    // Rows of one chain lie scattered in the table among other chains' (here: inserted in random order), and
+    // one chain fills the table, as one large organisation's may: the default plan scans it and sorts. A table
+    // far larger than the memory the planner counts on (as the bench's 884 MB one was), in miniature.
+    const plans = await plansOf(
+      (table) => `select line from ${table} where chain_id = 'org:one' and seq <= 20000 order by seq`,
+      [`effective_cache_size = '1MB'`],
+      true,
+    );
+    expect(plans.plain).toMatch(/Sort/);
+    expect(plans.copySession).not.toMatch(/Sort/);
+    expect(plans.copySession).toMatch(/Index Scan/);
   });
 
   it('builds the lines in its own process, where PostgreSQL would hand them to parallel workers', async () => {
-    const sql = postgres(url!, { max: 1, onnotice: () => {} });
-    const copySession = postgres(url!, { max: 1, onnotice: () => {}, connection: COPY_SESSION });
-    const table = `copy_plan_${randomBytes(4).toString('hex')}`;
-    try {
-      await sql.unsafe(`create table ${table} (chain_id text not null, seq bigint not null, line text not null, unique (chain_id, seq))`);
-      await sql.unsafe(`insert into ${table} select 'org:one', n, repeat('x', 200) from generate_series(1, 20000) n`);
-      await sql.unsafe(`analyze ${table}`);
-      // Workers made as cheap as a table of millions of rows makes them next to the lines' cost.
-      const plan = async (db: typeof sql) =>
-        db.begin(async (tx) => {
-          for (const setting of ['parallel_setup_cost = 0', 'parallel_tuple_cost = 0', 'min_parallel_index_scan_size = 0', 'min_parallel_table_scan_size = 0']) {
-            await tx.unsafe(`set local ${setting}`);
-          }
-          const rows = await tx.unsafe(`explain select '{"line":' || to_json(line)::text || '}' from ${table} where chain_id = 'org:one' order by seq`);
-          return rows.map((r) => r['QUERY PLAN']).join('\n');
-        });
-      expect(await plan(sql)).toMatch(/Gather/);
-      const own = await plan(copySession);
-      expect(own).not.toMatch(/Gather|Parallel/);
-      expect(own).toMatch(/Index Scan/);
-    } finally {
-      await sql.unsafe(`drop table if exists ${table}`);
-      await Promise.all([sql.end(), copySession.end()]);
-    }
+    // Workers made as cheap as a table of millions of rows makes them next to the lines' cost.
+    const plans = await plansOf(
+      (table) => `select '{"line":' || to_json(line)::text || '}' from ${table} where chain_id = 'org:one' order by seq`,
+      ['parallel_setup_cost = 0', 'parallel_tuple_cost = 0', 'min_parallel_index_scan_size = 0', 'min_parallel_table_scan_size = 0'],
+      false,
+    );
+    expect(plans.plain).toMatch(/Gather/);
+    expect(plans.copySession).not.toMatch(/Gather|Parallel/);
+    expect(plans.copySession).toMatch(/Index Scan/);
   });
 });
