@@ -96,24 +96,35 @@ describe('GET /audit/export', () => {
     expect((await verifyExport(linesOf(text), new Map())).firstFailure).toMatchObject({ kind: 'unknown_key' });
   });
 
-  it('writes exactly what is stored, even values no request carries: control characters, a quote in an enum column', async () => {
+  it('writes exactly what is stored, even what no request writes: control characters, a quote in an enum column, a NULL', async () => {
     const other = await t.createOrganization('Tampered export');
     await t.createUser(other.admin.token, { role: 'developer' });
     const chainId = `org:${other.id}`;
     const records = await chainRecords(t, chainId);
-    const [first, second] = records.slice(-2).map((r) => r.seq);
+    expect(records.length).toBeGreaterThanOrEqual(3);
+    const [first, second, third] = records.slice(-3);
     const agent = 'ctl \u0001 tab\t nl\n vt\u000b end';
     const action = 'cre"ate\\';
     await tamper(t, [
-      sql`update audit_records set user_agent = ${agent} where chain_id = ${chainId} and seq = ${first}`,
-      sql`update audit_records set action = ${action} where chain_id = ${chainId} and seq = ${second}`,
+      sql`update audit_records set user_agent = ${agent} where chain_id = ${chainId} and seq = ${first!.seq}`,
+      sql`update audit_records set action = ${action} where chain_id = ${chainId} and seq = ${second!.seq}`,
+      sql`alter table audit_records alter column created_at drop not null`,
+      sql`update audit_records set created_at = null where chain_id = ${chainId} and seq = ${third!.seq}`,
     ]);
-    const { text } = await exportText('format=ndjson', other.admin.token);
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.find((l) => l.seq === first)).toMatchObject({ user_agent: agent });
-    expect(lines.find((l) => l.seq === second)).toMatchObject({ action });
-    const result = await verifyExport(linesOf(text), t.deps.auditSigner.verificationKeys);
-    expect(result.firstFailure).toMatchObject({ seq: first, kind: 'hash_mismatch' });
+    try {
+      const { text } = await exportText('format=ndjson', other.admin.token);
+      const lines = text.trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines.find((l) => l.seq === first!.seq)).toMatchObject({ user_agent: agent });
+      expect(lines.find((l) => l.seq === second!.seq)).toMatchObject({ action });
+      expect(lines.find((l) => l.seq === third!.seq)).toMatchObject({ created_at: null, action: third!.action });
+      const result = await verifyExport(linesOf(text), t.deps.auditSigner.verificationKeys);
+      expect(result.firstFailure).toMatchObject({ seq: first!.seq, kind: 'hash_mismatch' });
+    } finally {
+      await tamper(t, [
+        sql`update audit_records set created_at = ${third!.createdAt.toISOString()}::timestamptz where chain_id = ${chainId} and seq = ${third!.seq}`,
+        sql`alter table audit_records alter column created_at set not null`,
+      ]);
+    }
   });
 
   it('CSV quotes per RFC 4180 and writes JSON columns as JSON', async () => {

@@ -17,7 +17,8 @@ const CANONICAL_RECORD_SQL = recordJsonSql([
  * One range of a chain, hashed and linked by PostgreSQL. Only the rows worth a look come back: the first of
  * the range, the last, those at a checkpoint's seq, and any whose hash, link to the row before or seq
  * differs. `n` numbers the rows of the range, so the rows between two returned ones are known to be intact.
- * A record whose JSON text is NULL (a NULL stored where the schema allows none) counts as a mismatch.
+ * A NULL where the schema allows none counts as a change: the JSON text shows it as null, and a NULL stored
+ * hash is a mismatch.
  */
 const CHECK_RANGE_SQL = `with checked as (
   select seq, previous_hash, current_hash,
