@@ -1,11 +1,11 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chainHead } from '../src/domains/audit/chain.js';
+import { chainHead, checkpointsOf, hashedFieldsOf } from '../src/domains/audit/chain.js';
 import { verifyRangeInDatabase } from '../src/domains/audit/verify-in-database.js';
-import { canonicalJson, GENESIS_HASH } from '../src/lib/audit/canonical.js';
+import { canonicalJson, GENESIS_HASH, hashAuditRecord } from '../src/lib/audit/canonical.js';
 import { ChainVerifier } from '../src/lib/audit/verify.js';
 import { createTestApp, type TestApp } from './support/app.js';
-import { chainRecords, tamper } from './support/audit.js';
+import { chainRecords, checkpointNow, tamper } from './support/audit.js';
 
 /**
  * POST /audit/verify recomputes hashes in PostgreSQL from the stored columns; the service hashes a record
@@ -27,10 +27,20 @@ const AWKWARD_NAMES = [
   'Control \u0001\u001f chars',
 ];
 
-async function verifyInDatabase(chainId: string) {
+/** Verifies a whole chain against its signed checkpoints, in ranges of `rangeSize` records. */
+async function verifyInDatabase(chainId: string, rangeSize?: number) {
   const head = await chainHead(t.deps.db, chainId);
-  const verifier = new ChainVerifier(chainId, 1, GENESIS_HASH, []);
-  const { rehashed } = await verifyRangeInDatabase(t.deps.database, t.deps.db, verifier, chainId, 1, head.seq, []);
+  const checkpoints = (await checkpointsOf(t.deps.db, chainId, 1, head.seq)).map((c) => ({
+    chain_id: c.chainId,
+    seq: c.seq,
+    head_hash: c.headHash,
+    signed_at: c.signedAt.toISOString(),
+    key_id: c.keyId,
+    signature: c.signature,
+  }));
+  const verifier = new ChainVerifier(chainId, 1, GENESIS_HASH, checkpoints);
+  const seqs = checkpoints.map((c) => c.seq);
+  const { rehashed } = await verifyRangeInDatabase(t.deps.database, t.deps.db, verifier, chainId, 1, head.seq, seqs, rangeSize);
   return { rehashed, ...verifier.finish(t.deps.auditSigner.verificationKeys, head.seq) };
 }
 
@@ -124,5 +134,54 @@ describe('audit verify in the database', () => {
       await tamper(t, [sql`update audit_records set action = ${middle.action} where chain_id = ${chainId} and seq = ${middle.seq}`, sql`alter table audit_records alter column action set not null`]);
     }
     expect(await verifyInDatabase(chainId)).toMatchObject({ ok: true });
+  });
+
+  it('finds the same first failure in ranges of 4 records (many ranges, finished out of order) as in one range', async () => {
+    // Each case tampers with its own chain of about 30 records, checkpointed at two places.
+    const chainWithCheckpoints = async () => {
+      const org = await t.createOrganization();
+      const user = await t.createUser(org.admin.token, { role: 'developer' });
+      const rename = async (from: number, to: number) => {
+        for (let i = from; i < to; i++) {
+          const res = await t.request('PUT', `/users/${user.id}`, { token: org.admin.token, body: { name: `Name ${i}` } });
+          expect(res.status).toBe(200);
+        }
+      };
+      await rename(0, 10);
+      await checkpointNow(t);
+      await rename(10, 20);
+      await checkpointNow(t);
+      const chainId = `org:${org.id}`;
+      const records = await chainRecords(t, chainId);
+      expect(records.length).toBeGreaterThanOrEqual(24);
+      return { chainId, records };
+    };
+    type Records = Awaited<ReturnType<typeof chainRecords>>;
+    const cases: { name: string; tampering: (chainId: string, records: Records) => ReturnType<typeof sql>[] }[] = [
+      { name: 'intact', tampering: () => [] },
+      { name: 'first of a range deleted', tampering: (c) => [sql`delete from audit_records where chain_id = ${c} and seq = 9`] },
+      { name: 'last of a range deleted', tampering: (c) => [sql`delete from audit_records where chain_id = ${c} and seq = 12`] },
+      { name: 'last of a range edited', tampering: (c) => [sql`update audit_records set user_agent = 'edited' where chain_id = ${c} and seq = 16`] },
+      { name: 'link broken at a range start', tampering: (c) => [sql`update audit_records set previous_hash = repeat('0', 64) where chain_id = ${c} and seq = 13`] },
+      {
+        name: 'relinked and rehashed at a range start',
+        tampering: (c, records) => {
+          const relinked = { ...records[12]!, previousHash: 'f'.repeat(64) };
+          const hash = hashAuditRecord(hashedFieldsOf(relinked));
+          return [sql`update audit_records set previous_hash = ${relinked.previousHash}, current_hash = ${hash} where chain_id = ${c} and seq = 13`];
+        },
+      },
+      { name: 'newest records deleted', tampering: (c) => [sql`delete from audit_records where chain_id = ${c} and seq >= 22`] },
+    ];
+    for (const { name, tampering } of cases) {
+      const { chainId, records } = await chainWithCheckpoints();
+      await tamper(t, tampering(chainId, records));
+      const inOne = await verifyInDatabase(chainId);
+      const inFours = await verifyInDatabase(chainId, 4);
+      expect({ name, ...inFours }, name).toEqual({ name, ...inOne });
+      expect(inOne.ok, name).toBe(name === 'intact');
+      if (name.startsWith('relinked')) expect(inOne.firstFailure).toMatchObject({ seq: 13, kind: 'link_break' });
+      expect(inOne.checkpointsChecked, name).toBe(2);
+    }
   });
 });

@@ -44,7 +44,7 @@ interface CheckedRow {
   n: string | number;
 }
 
-/** Records per range: a range's interesting rows are held at once. */
+/** Records per range (by default): a range's interesting rows are held at once. */
 const RANGE = 25_000;
 /** Ranges checked at once, each on a connection of its own. */
 const RANGES_IN_FLIGHT = 2;
@@ -68,19 +68,20 @@ export async function verifyRangeInDatabase(
   fromSeq: number,
   toSeq: number,
   checkpointSeqs: number[],
+  rangeSize = RANGE,
 ): Promise<{ rehashed: number }> {
   const ranges: [number, number][] = [];
-  for (let lo = fromSeq; lo <= toSeq; lo += RANGE) ranges.push([lo, Math.min(toSeq, lo + RANGE - 1)]);
+  for (let lo = fromSeq; lo <= toSeq; lo += rangeSize) ranges.push([lo, Math.min(toSeq, lo + rangeSize - 1)]);
   const check = ([lo, hi]: [number, number]) =>
     database.query<CheckedRow>(CHECK_RANGE_SQL, [chainId, lo, hi, checkpointSeqs.filter((s) => s >= lo && s <= hi)], { long: true });
 
-  const results: Promise<CheckedRow[]>[] = [];
+  const started: Promise<CheckedRow[]>[] = [];
   let running = 0;
   let pushed = 0;
   let stopped = false;
   const startMore = () => {
-    while (!stopped && running < RANGES_IN_FLIGHT && results.length < ranges.length && results.length - pushed < RANGES_AHEAD) {
-      const rows = check(ranges[results.length]!);
+    while (!stopped && running < RANGES_IN_FLIGHT && started.length < ranges.length && started.length - pushed < RANGES_AHEAD) {
+      const rows = check(ranges[started.length]!);
       running++;
       const settled = () => {
         running--;
@@ -88,15 +89,15 @@ export async function verifyRangeInDatabase(
       };
       // A rejection is handled when its range's turn comes (or never, if an earlier one failed).
       rows.then(settled, settled);
-      results.push(rows);
+      started.push(rows);
     }
   };
   let rehashed = 0;
   try {
     for (; pushed < ranges.length; pushed++) {
       startMore();
-      const rows = await results[pushed]!;
-      delete results[pushed];
+      const rows = await started[pushed]!;
+      delete started[pushed]; // pushed: its rows can go
       rehashed += await pushRange(db, verifier, chainId, rows);
     }
   } finally {
