@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chainHead, checkpointsOf, hashedFieldsOf } from '../src/domains/audit/chain.js';
+import { chainHead, hashedFieldsOf, signedCheckpointsOf } from '../src/domains/audit/chain.js';
 import { verifyRangeInDatabase } from '../src/domains/audit/verify-in-database.js';
 import { canonicalJson, GENESIS_HASH, hashAuditRecord } from '../src/lib/audit/canonical.js';
 import { ChainVerifier } from '../src/lib/audit/verify.js';
@@ -30,14 +30,7 @@ const AWKWARD_NAMES = [
 /** Verifies a whole chain against its signed checkpoints, in ranges of `rangeSize` records. */
 async function verifyInDatabase(chainId: string, rangeSize?: number) {
   const head = await chainHead(t.deps.db, chainId);
-  const checkpoints = (await checkpointsOf(t.deps.db, chainId, 1, head.seq)).map((c) => ({
-    chain_id: c.chainId,
-    seq: c.seq,
-    head_hash: c.headHash,
-    signed_at: c.signedAt.toISOString(),
-    key_id: c.keyId,
-    signature: c.signature,
-  }));
+  const checkpoints = await signedCheckpointsOf(t.deps.db, chainId, 1, head.seq);
   const verifier = new ChainVerifier(chainId, 1, GENESIS_HASH, checkpoints);
   const seqs = checkpoints.map((c) => c.seq);
   const { rehashed } = await verifyRangeInDatabase(t.deps.database, t.deps.db, verifier, chainId, 1, head.seq, seqs, rangeSize);

@@ -5,6 +5,7 @@ import { rowsOf, sendStatement, sendWithCommit, type DbOrTx } from '../../db/cli
 import { auditChainHeads, auditCheckpoints, auditPending, type AuditRecordRow } from '../../db/schema/audit.js';
 import { AUDIT_DETAILS, redactSecrets, type ActorType, type AuditAction, type AuditResourceType } from '../../lib/audit/actions.js';
 import { canonicalJson, GENESIS_HASH, type HashedAuditFields } from '../../lib/audit/canonical.js';
+import type { SignedCheckpoint } from '../../lib/audit/verify.js';
 import type { AuditSigner } from '../../platform/audit/signer.js';
 import type { ServiceCtx } from '../service-ctx.js';
 
@@ -171,10 +172,19 @@ export async function* readChainFields(db: DbOrTx, chainId: string, fromSeq: num
   }
 }
 
-export async function checkpointsOf(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number) {
-  return db
+/** A chain's checkpoints between two seqs, newest first, as ChainVerifier takes them. */
+export async function signedCheckpointsOf(db: DbOrTx, chainId: string, fromSeq: number, toSeq: number): Promise<SignedCheckpoint[]> {
+  const rows = await db
     .select()
     .from(auditCheckpoints)
     .where(and(eq(auditCheckpoints.chainId, chainId), gte(auditCheckpoints.seq, fromSeq), lte(auditCheckpoints.seq, toSeq)))
     .orderBy(desc(auditCheckpoints.seq));
+  return rows.map((c) => ({
+    chain_id: c.chainId,
+    seq: c.seq,
+    head_hash: c.headHash,
+    signed_at: c.signedAt.toISOString(),
+    key_id: c.keyId,
+    signature: c.signature,
+  }));
 }

@@ -7,7 +7,7 @@ import { ChainVerifier } from '../../lib/audit/verify.js';
 import { GENESIS_HASH } from '../../lib/audit/canonical.js';
 import type { ActorCtx } from '../service-ctx.js';
 import { likePattern } from '../../lib/sql.js';
-import { chainHead, chainOf, checkpointsOf, PLATFORM_CHAIN, recordAudit } from './chain.js';
+import { chainHead, chainOf, PLATFORM_CHAIN, recordAudit, signedCheckpointsOf } from './chain.js';
 import { toAuditRecordDto, type AuditFilterInput, type ListAuditInput, type VerifyInput } from './schemas.js';
 import { verifyRangeInDatabase } from './verify-in-database.js';
 
@@ -105,14 +105,7 @@ export async function verifyChain(ctx: ActorCtx, input: VerifyInput) {
     if (!before) throw badField('from_seq', 'the record before from_seq does not exist');
     previousHash = before.hash;
   }
-  const checkpoints = (await checkpointsOf(ctx.db, chainId, fromSeq, toSeq)).map((c) => ({
-    chain_id: c.chainId,
-    seq: c.seq,
-    head_hash: c.headHash,
-    signed_at: c.signedAt.toISOString(),
-    key_id: c.keyId,
-    signature: c.signature,
-  }));
+  const checkpoints = await signedCheckpointsOf(ctx.db, chainId, fromSeq, toSeq);
   const verifier = new ChainVerifier(chainId, fromSeq, previousHash, checkpoints);
   const { rehashed } = await verifyRangeInDatabase(ctx.deps.database, ctx.db, verifier, chainId, fromSeq, toSeq, checkpoints.map((c) => c.seq));
   if (rehashed > 0) ctx.log.info({ chainId, rehashed }, 'audit verify: records hashed again by the service');
