@@ -38,11 +38,11 @@ export type AuditColumn = keyof typeof COLUMN_JSON;
 
 /**
  * The columns as they are in a row that takes the plain form (see recordJsonSql): text columns between quotes
- * as they stand, those the schema requires without a NULL check. `checked` says what the plain form relies on:
- * `text` columns are searched for characters JSON escapes (a NULL in one fails that search), `notNull` ones
- * are tested for NULL.
+ * as they stand, a nullable one as null when NULL. `checked` says what the plain form relies on: a `text`
+ * column is searched for characters JSON escapes (`nullable`: as '' when NULL; otherwise a NULL makes the
+ * search NULL and the row takes the to_json form), a `notNull` one is tested for NULL.
  */
-const PLAIN_JSON: Record<AuditColumn, { pieces: Piece[]; checked?: 'text' | 'notNull' }> = {
+const PLAIN_JSON: Record<AuditColumn, { pieces: Piece[]; checked?: 'text' | 'notNull'; nullable?: true }> = {
   action: { pieces: quoted('action'), checked: 'text' },
   actor_type: { pieces: quoted('actor_type'), checked: 'text' },
   chain_id: { pieces: quoted('chain_id'), checked: 'text' },
@@ -50,19 +50,16 @@ const PLAIN_JSON: Record<AuditColumn, { pieces: Piece[]; checked?: 'text' | 'not
   current_hash: { pieces: quoted('current_hash'), checked: 'text' },
   details: { pieces: [expr('details::text')], checked: 'notNull' },
   id: { pieces: quoted('id::text'), checked: 'notNull' },
-  ip_address: { pieces: orNull(`'"' || ip_address || '"'`), checked: 'text' },
+  ip_address: { pieces: orNull(`'"' || ip_address || '"'`), checked: 'text', nullable: true },
   organization_id: { pieces: COLUMN_JSON.organization_id },
   previous_hash: { pieces: quoted('previous_hash'), checked: 'text' },
-  request_id: { pieces: orNull(`'"' || request_id || '"'`), checked: 'text' },
-  resource_id: { pieces: orNull(`'"' || resource_id || '"'`), checked: 'text' },
+  request_id: { pieces: orNull(`'"' || request_id || '"'`), checked: 'text', nullable: true },
+  resource_id: { pieces: orNull(`'"' || resource_id || '"'`), checked: 'text', nullable: true },
   resource_type: { pieces: quoted('resource_type'), checked: 'text' },
   seq: { pieces: [expr('seq::text')], checked: 'notNull' },
-  user_agent: { pieces: orNull(`'"' || user_agent || '"'`), checked: 'text' },
+  user_agent: { pieces: orNull(`'"' || user_agent || '"'`), checked: 'text', nullable: true },
   user_id: { pieces: COLUMN_JSON.user_id },
 };
-
-/** Columns a NULL may stand in by the schema: their text joins the search as '' when NULL. */
-const NULLABLE = new Set<AuditColumn>(['ip_address', 'organization_id', 'request_id', 'resource_id', 'user_agent', 'user_id']);
 
 /** The pieces as one `a || b || …`, neighbouring raw JSON joined into one literal. */
 function concatenation(pieces: Piece[]): string {
@@ -104,7 +101,7 @@ export function recordJsonSql(columns: readonly AuditColumn[], options: { leadin
   const notNull = columns.filter((c) => PLAIN_JSON[c].checked === 'notNull');
   if (texts.length === 0) return exact;
   const plain = objectSql(columns, leading, (c) => PLAIN_JSON[c].pieces);
-  const joined = `(${texts.map((c) => (NULLABLE.has(c) ? `coalesce(${c}, '')` : c)).join(' || ')})`;
+  const joined = `(${texts.map((c) => (PLAIN_JSON[c].nullable ? `coalesce(${c}, '')` : c)).join(' || ')})`;
   const plainText = options.hashedOnly ? `strpos(${joined}, '"') + strpos(${joined}, '\\') = 0` : `${joined} !~ '[\\x01-\\x1f"\\\\]'`;
   const plainWhen = [plainText, ...notNull.map((c) => `${c} is not null`)].join(' and ');
   return `case when ${plainWhen} then ${plain} else ${exact} end`;
