@@ -111,12 +111,15 @@ describe.runIf(url)('transactions on PostgreSQL', () => {
     await closing;
   });
 
-  it('a connection lost mid-statement fails its transaction, and nothing more is sent on the dead connection', async () => {
+  it('a connection lost mid-statement fails its transaction, nothing more is sent on it, and the pool goes on serving', async () => {
     // postgres.js's own begin() sent a ROLLBACK here, which threw from a timer (porsager/postgres#1133) and would
-    // fail this run as an unhandled error. What the pool does with the connection afterwards is postgres.js's
-    // business, and 3.4.9 does not do it well yet (porsager/postgres#1215, #1223): this pool is not used again.
+    // fail this run as an unhandled error. Afterwards postgres.js 3.4.9 handed PostgreSQL's FATAL to the first
+    // query on the reconnected connection (porsager/postgres#1215); when that was a reserve(), the connection
+    // was never seen again and this pool of one hung (patches/postgres+3.4.9.patch).
     const killer = postgres(url!, { max: 1, onnotice: () => {} });
     const doomed = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    const withinSeconds = <T>(p: Promise<T>) =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the pool hung')), 5_000))]);
     try {
       const attempt = doomed.db.transaction(async (tx) => {
         const pid = rowsOf<{ pid: number }>(await tx.execute(sql`select pg_backend_pid() as pid`))[0]!.pid;
@@ -130,9 +133,41 @@ describe.runIf(url)('transactions on PostgreSQL', () => {
       const error = await attempt.then(() => undefined, (e: { code?: string; cause?: { code?: string } }) => e);
       expect(['57P01', 'CONNECTION_CLOSED']).toContain(error?.code ?? error?.cause?.code);
       await new Promise((resolve) => setTimeout(resolve, 100)); // where the ROLLBACK's write would have thrown
+
+      const transact = () => withinSeconds(doomed.db.transaction(async (tx) => rowsOf<{ n: number }>(await tx.execute(sql`select 1 as n`))[0]!.n));
+      for (let i = 0; i < 3; i++) expect(await transact()).toBe(1);
+      expect(rowsOf(await withinSeconds(doomed.db.execute(sql`select 1 as n`)))).toEqual([{ n: 1 }]);
+      // No transaction was left open on the connection.
+      const open = rowsOf<{ open: boolean }>(await withinSeconds(doomed.db.execute(sql`select now() <> statement_timestamp() as open`)))[0]!;
+      expect(open.open).toBe(false);
     } finally {
       await killer.end();
       await doomed.close().catch(() => undefined);
+    }
+  });
+
+  it('a transaction waiting for the connection that is lost gets it once it is back', async () => {
+    // postgres.js 3.4.9 took the waiting reserve() out of its queue as the reconnect's first query and dropped it
+    // there: it never settled, and the pool had lost its connection (porsager/postgres#1195; patches/).
+    const killer = postgres(url!, { max: 1, onnotice: () => {} });
+    const pool = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    try {
+      let pid = 0;
+      const holder = pool.db.transaction(async (tx) => {
+        pid = rowsOf<{ pid: number }>(await tx.execute(sql`select pg_backend_pid() as pid`))[0]!.pid;
+        await tx.execute(sql`select pg_sleep(5)`);
+      });
+      holder.catch(() => undefined);
+      await expect.poll(async () => (await killer`select 1 from pg_stat_activity where pid = ${pid} and query like '%pg_sleep%'`).length).toBe(1);
+      const waiter = pool.db.transaction(async (tx) => rowsOf<{ n: number }>(await tx.execute(sql`select 2 as n`))[0]!.n);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // queued behind the holder
+      await killer`select pg_terminate_backend(${pid})`;
+      await expect(holder).rejects.toThrow();
+      const served = await Promise.race([waiter, new Promise((resolve) => setTimeout(() => resolve('never served'), 5_000))]);
+      expect(served).toBe(2);
+    } finally {
+      await killer.end();
+      await pool.close().catch(() => undefined);
     }
   });
 });

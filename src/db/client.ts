@@ -218,13 +218,15 @@ const CONNECTION_LOST = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNE
 
 /**
  * Whether an error (or one it wraps, as drizzle's DrizzleQueryError does) says the connection was lost: one of
- * those codes, or an error PostgreSQL sent as FATAL or PANIC, after which it closes the connection (a backend
- * terminated by an administrator, a server shutting down).
+ * those codes. Not an error PostgreSQL sent as FATAL (a backend terminated by an administrator, a server
+ * shutting down): postgres.js 3.4 fails the statement in flight with CONNECTION_CLOSED then, keeps the FATAL
+ * and hands it to the first statement on the connection once it has reconnected (porsager/postgres#1215), so
+ * a FATAL arrives on a live connection, in a transaction the server has begun. Taken for a loss, that
+ * connection stayed reserved for ever, and a pool of one hung on its next transaction.
  */
 function connectionLost(err: unknown): boolean {
   for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, severity } = e as { code?: unknown; severity?: unknown };
-    if (CONNECTION_LOST.has(String(code)) || severity === 'FATAL' || severity === 'PANIC') return true;
+    if (CONNECTION_LOST.has(String((e as { code?: unknown }).code))) return true;
   }
   return false;
 }
