@@ -170,4 +170,30 @@ describe.runIf(url)('transactions on PostgreSQL', () => {
       await pool.close().catch(() => undefined);
     }
   });
+
+  it('a statement sent after the server closed an idle transaction’s connection fails it, and the pool goes on', async () => {
+    // As idle_in_transaction_session_timeout does, or a restart between two statements of a transaction.
+    const killer = postgres(url!, { max: 1, onnotice: () => {} });
+    const pool = await openDatabase({ kind: 'postgres', url: url!, poolSize: 1, readPoolSize: 1, preparedStatements: true });
+    try {
+      const attempt = pool.db.transaction(async (tx) => {
+        const pid = rowsOf<{ pid: number }>(await tx.execute(sql`select pg_backend_pid() as pid`))[0]!.pid;
+        await killer`select pg_terminate_backend(${pid})`;
+        await expect.poll(async () => (await killer`select 1 from pg_stat_activity where pid = ${pid}`).length).toBe(0);
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the close reaches the driver
+        await tx.execute(sql`select 1`);
+      });
+      const error = await attempt.then(() => undefined, (e: { code?: string; cause?: { code?: string } }) => e);
+      expect(error).toBeDefined();
+      await new Promise((resolve) => setTimeout(resolve, 100)); // where a write on the closed socket would throw
+      const served = await Promise.race([
+        pool.db.transaction(async (tx) => rowsOf<{ n: number }>(await tx.execute(sql`select 3 as n`))[0]!.n),
+        new Promise((resolve) => setTimeout(() => resolve('never served'), 5_000)),
+      ]);
+      expect(served).toBe(3);
+    } finally {
+      await killer.end();
+      await pool.close().catch(() => undefined);
+    }
+  });
 });
