@@ -241,9 +241,11 @@ function connectionLost(err: unknown): boolean {
  * begin([options], fn) and the handle's savepoint([name], fn) keep postgres.js's signatures, which drizzle
  * calls. A COMMIT that PostgreSQL answers with ROLLBACK (a statement failed and the caller went on) throws
  * rather than passing for a commit. After a failure the transaction is rolled back and the connection goes
- * back to the pool, unless the connection itself was lost: postgres.js 3.4 has then already set it aside to
- * reconnect, and a statement sent on it would throw from a timer, out of every caller's reach (its own
- * begin() sends a ROLLBACK then, which crashes the process; test/db-transactions.test.ts).
+ * back to the pool, unless the connection itself was lost: postgres.js has then already set it aside to
+ * reconnect, so nothing more is sent on it and nothing is released. Unpatched, postgres.js 3.4.9 wrote such a
+ * statement to the closed socket and threw from a timer, out of every caller's reach (its own begin() sends a
+ * ROLLBACK then, which crashes the process); patches/postgres+3.4.9.patch ends the reservation with its
+ * connection, so a statement sent on it now fails instead (test/db-transactions.test.ts).
  */
 function postgresTransactions(sql: PostgresSql, prepared: boolean): void {
   // postgres.js refuses queries once the pool is ending, but its reserve() waits for ever, also when it was
